@@ -1,0 +1,9 @@
+DROP TABLE partnership_members;
+DROP TABLE partnerships;
+DROP TABLE outcome_disaggregations;
+DROP TABLE outcomes;
+DROP TABLE action_places;
+DROP TABLE action_themes;
+DROP TABLE actions;
+DROP TABLE actors;
+DROP TABLE partners;

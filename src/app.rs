@@ -1,0 +1,46 @@
+//! The state every handler shares: configuration, store and schema. Built once at start.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
+use crate::storage::Store;
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub schema: PasserelleSchema,
+}
+
+impl App {
+    /// Connects to the database and applies pending migrations.
+    pub async fn start(config: Config) -> Result<Self> {
+        let store = Store::connect(&config.database_url, &config.pool_options())?;
+        let applied = store.migrate().await?;
+        if applied > 0 {
+            tracing::info!(applied, backend = %store.backend(), "migrations applied");
+        }
+        let schema = build_schema(&config);
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            schema,
+        })
+    }
+
+    pub fn page_limits(&self) -> PageLimits {
+        PageLimits {
+            default: self.config.default_page_size,
+            max: self.config.max_page_size,
+        }
+    }
+}
+
+/// The current time as RFC 3339, for provenance.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}

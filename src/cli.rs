@@ -1,0 +1,130 @@
+//! The `passerelle` command: `serve`, `migrate`, `seed`, `schema`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{now, App};
+use crate::config::{Config, LogFormat};
+use crate::domain::seed;
+
+#[derive(Parser)]
+#[command(
+    name = "passerelle",
+    version,
+    about = "GraphQL hub for social-action partners' data"
+)]
+struct Cli {
+    /// A TOML configuration file; `PASSERELLE_*` environment variables override it.
+    #[arg(long, global = true, env = "PASSERELLE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve GraphQL over HTTP.
+    Serve {
+        /// Load the demo data (the partners' source documents) before serving.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Load the demo data: the facts of the partners' source documents. Idempotent.
+    Seed,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Schema = cli.command {
+        print!("{}", crate::graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("passerelle: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("passerelle: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("passerelle: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let database = config.database_url.to_string();
+    let app = App::start(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} ({database})", e.message()))?;
+    match command {
+        Command::Migrate => {
+            println!("migrations applied on {database}");
+        }
+        Command::Seed => {
+            let report = seed::load_demo(&app.store, now()).await?;
+            println!("demo data loaded into {database}: {}", describe(&report));
+        }
+        Command::Serve { demo } => {
+            if demo {
+                let report = seed::load_demo(&app.store, now()).await?;
+                tracing::info!(report = %describe(&report), "demo data loaded");
+            }
+            let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
+            let addr = listener.local_addr()?;
+            println!("Passerelle is serving {database}");
+            println!("  GraphQL:  http://{addr}/graphql");
+            println!("  GraphiQL: http://{addr}/graphiql");
+            crate::http::serve(app, listener, crate::http::shutdown_signal()).await?;
+            println!("Passerelle stopped.");
+        }
+        Command::Schema => {}
+    }
+    Ok(())
+}
+
+fn describe(report: &seed::LoadReport) -> String {
+    report
+        .iter()
+        .map(|(kind, effects)| {
+            let parts: Vec<String> = effects
+                .iter()
+                .map(|(e, n)| format!("{n} {}", format!("{e:?}").to_lowercase()))
+                .collect();
+            format!("{kind} ({})", parts.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,179 @@
+//! The one error type. Each variant has a stable code, mapped once to an HTTP status
+//! (`IntoResponse`) and once to a GraphQL error with `extensions.code` (`From<Error> for
+//! async_graphql::Error`). Internal details go to the log, never to the client.
+
+use async_graphql::ErrorExtensions;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A problem with one input field, reported with the field's path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deliberately not `Display`: async-graphql converts any `Display` type into a GraphQL error
+/// without an `extensions.code`, so `?` in a resolver must reach our own `From` impl instead.
+#[derive(Debug)]
+pub enum Error {
+    NotFound(String),
+    Invalid(Vec<FieldError>),
+    BadRequest(String),
+    Unauthenticated(String),
+    Forbidden(String),
+    Unavailable(String),
+    /// Anything the client cannot act on; the detail is logged, never sent.
+    Internal(anyhow::Error),
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Error::Internal(e.into())
+    }
+
+    /// The stable code clients match on (`extensions.code` in GraphQL, `code` in HTTP bodies).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::Invalid(_) => "BAD_USER_INPUT",
+            Error::BadRequest(_) => "BAD_REQUEST",
+            Error::Unauthenticated(_) => "UNAUTHENTICATED",
+            Error::Forbidden(_) => "FORBIDDEN",
+            Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Error::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message a client may see (internal details masked).
+    pub fn message(&self) -> String {
+        match self {
+            Error::NotFound(what) => format!("{what} not found"),
+            Error::Invalid(fields) => format!("invalid input: {}", summary(fields)),
+            Error::BadRequest(m)
+            | Error::Unauthenticated(m)
+            | Error::Forbidden(m)
+            | Error::Unavailable(m) => m.clone(),
+            Error::Internal(_) => "internal server error".into(),
+        }
+    }
+
+    /// The message for a client; internal errors are logged here with their detail.
+    fn public_message(&self) -> String {
+        if let Error::Internal(source) = self {
+            tracing::error!(error = ?source, "internal error");
+        }
+        self.message()
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for Error {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        tracing::warn!(error = %e, "database pool exhausted or unreachable");
+        Error::Unavailable("the database is not reachable; try again shortly".into())
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl From<Error> for async_graphql::Error {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        let fields = match &e {
+            Error::Invalid(fields) => Some(fields.clone()),
+            _ => None,
+        };
+        async_graphql::Error::new(e.public_message()).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(fields) = &fields {
+                let list: Vec<async_graphql::Value> = fields
+                    .iter()
+                    .map(|f| {
+                        let mut m = async_graphql::indexmap::IndexMap::new();
+                        m.insert(async_graphql::Name::new("field"), f.field.clone().into());
+                        m.insert(
+                            async_graphql::Name::new("message"),
+                            f.message.clone().into(),
+                        );
+                        async_graphql::Value::Object(m)
+                    })
+                    .collect();
+                ext.set("fields", async_graphql::Value::List(list));
+            }
+        })
+    }
+}
+
+/// The JSON body of a non-GraphQL error response.
+#[derive(Serialize)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<Vec<FieldError>>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code(),
+            message: self.public_message(),
+            fields: match &self {
+                Error::Invalid(f) => Some(f.clone()),
+                _ => None,
+            },
+        };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+/// For the command line, where the operator should see the whole cause.
+impl From<Error> for anyhow::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Internal(source) => source,
+            other => anyhow::anyhow!("{} ({})", other.message(), other.code()),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Actions: programmes, campaigns, working groups, interventions, events, publications.
+
+use async_graphql::{Context, Enum, InputObject, Object, ID};
+
+use super::actors::Actor;
+use super::common::{text_filter, PeriodFilter, Place, Provenance};
+use super::context::request;
+use super::ids::{self, Kind};
+use super::outcomes::Outcome;
+use super::pagination::{connection_types, page_request, SortDirection};
+use super::partners::{owner, Partner};
+use super::partnerships::Partnership;
+use crate::domain::{self, PartialDate};
+use crate::error::Error;
+use crate::storage::queries::{self, ActionQuery, ActionSort};
+
+pub struct Action(pub domain::Action);
+
+/// Something a partner does: a programme, a campaign, a working group, an intervention, an
+/// event, a publication...
+#[Object]
+impl Action {
+    pub async fn id(&self) -> ID {
+        ids::encode(Kind::Action, &self.0.id)
+    }
+    /// The id the owning partner uses for this record.
+    async fn local_id(&self) -> &str {
+        &self.0.id
+    }
+    async fn kind(&self) -> domain::ActionKind {
+        self.0.kind
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn summary(&self) -> Option<&str> {
+        self.0.summary.as_deref()
+    }
+    /// Null where the source does not say.
+    async fn status(&self) -> Option<domain::ActionStatus> {
+        self.0.status
+    }
+    async fn starts_on(&self) -> Option<PartialDate> {
+        self.0.starts_on
+    }
+    async fn ends_on(&self) -> Option<PartialDate> {
+        self.0.ends_on
+    }
+    /// How often it happens, in words.
+    async fn schedule(&self) -> Option<&str> {
+        self.0.schedule.as_deref()
+    }
+    async fn website(&self) -> Option<&str> {
+        self.0.website.as_deref()
+    }
+    /// Theme slugs such as `access-to-rights`.
+    async fn themes(&self) -> &[String] {
+        &self.0.themes
+    }
+    /// The territories the action covers.
+    async fn places(&self) -> Vec<Place> {
+        self.0.places.iter().map(Place::from).collect()
+    }
+    /// The programme this action is part of, if visible to you.
+    async fn parent(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Action>> {
+        let Some(parent) = &self.0.parent_action_id else {
+            return Ok(None);
+        };
+        Ok(request(ctx)?
+            .loaders
+            .action
+            .load_one(parent.clone())
+            .await?
+            .map(Action))
+    }
+    /// The actions that are part of this one.
+    async fn sub_actions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Action>> {
+        let found = request(ctx)?
+            .loaders
+            .sub_actions
+            .load_one(self.0.id.clone())
+            .await?;
+        Ok(found.unwrap_or_default().into_iter().map(Action).collect())
+    }
+    /// What the action achieved or aims at.
+    async fn outcomes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Outcome>> {
+        let found = request(ctx)?
+            .loaders
+            .outcomes_of_action
+            .load_one(self.0.id.clone())
+            .await?;
+        Ok(found.unwrap_or_default().into_iter().map(Outcome).collect())
+    }
+    /// The partnerships that serve this action.
+    async fn partnerships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Partnership>> {
+        let found = request(ctx)?
+            .loaders
+            .partnerships_of_action
+            .load_one(self.0.id.clone())
+            .await?;
+        Ok(found
+            .unwrap_or_default()
+            .into_iter()
+            .map(Partnership)
+            .collect())
+    }
+    /// Every actor involved, with its role, across the action's partnerships.
+    async fn partners(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ActionPartner>> {
+        let rc = request(ctx)?;
+        let partnerships = rc
+            .loaders
+            .partnerships_of_action
+            .load_one(self.0.id.clone())
+            .await?
+            .unwrap_or_default();
+        let actor_ids: Vec<String> = partnerships
+            .iter()
+            .flat_map(|p| p.members.iter().map(|m| m.actor_id.clone()))
+            .collect();
+        let actors = rc.loaders.actor.load_many(actor_ids).await?;
+        let mut out = Vec::new();
+        for p in &partnerships {
+            for m in &p.members {
+                // A member the viewer may not see is left out rather than shown empty.
+                if let Some(actor) = actors.get(&m.actor_id) {
+                    out.push(ActionPartner {
+                        actor: actor.clone(),
+                        role: m.role,
+                        partnership_id: p.id.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+    async fn visibility(&self) -> domain::Visibility {
+        self.0.visibility
+    }
+    /// The partner that owns this record.
+    async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<Partner> {
+        owner(ctx, &self.0.owner).await
+    }
+    async fn provenance(&self) -> Provenance {
+        (&self.0.provenance).into()
+    }
+}
+
+/// An actor involved in an action, and its role.
+pub struct ActionPartner {
+    actor: domain::Actor,
+    role: domain::PartnershipRole,
+    partnership_id: String,
+}
+
+#[Object]
+impl ActionPartner {
+    async fn actor(&self) -> Actor {
+        Actor(self.actor.clone())
+    }
+    async fn role(&self) -> domain::PartnershipRole {
+        self.role
+    }
+    /// The partnership that gives the actor this role.
+    async fn partnership_id(&self) -> ID {
+        ids::encode(Kind::Partnership, &self.partnership_id)
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct ActionFilter {
+    /// Owning partners, by slug.
+    pub partners: Option<Vec<String>>,
+    pub kinds: Option<Vec<domain::ActionKind>>,
+    pub statuses: Option<Vec<domain::ActionStatus>>,
+    /// An INSEE code; a department code also matches its communes.
+    pub territory: Option<String>,
+    pub period: Option<PeriodFilter>,
+    /// Any of these theme slugs.
+    pub themes: Option<Vec<String>>,
+    /// Words in the title, summary, themes or places (case-insensitive).
+    pub text: Option<String>,
+    /// Only the sub-actions of this action.
+    pub parent: Option<ID>,
+}
+
+impl ActionFilter {
+    fn into_query(self) -> Result<ActionQuery, Error> {
+        Ok(ActionQuery {
+            owners: self.partners.unwrap_or_default(),
+            kinds: self.kinds.unwrap_or_default(),
+            statuses: self.statuses.unwrap_or_default(),
+            territory: text_filter(self.territory),
+            period: self.period.into(),
+            themes: self.themes.unwrap_or_default(),
+            text: text_filter(self.text),
+            parent: self
+                .parent
+                .map(|p| ids::decode_as(Kind::Action, &p, "filter.parent"))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActionOrderField {
+    #[default]
+    Title,
+    /// Start date; actions with no known start come last.
+    StartsOn,
+}
+
+#[derive(InputObject, Default)]
+pub struct ActionOrder {
+    #[graphql(default)]
+    pub field: ActionOrderField,
+    #[graphql(default)]
+    pub direction: SortDirection,
+}
+
+connection_types!(
+    ActionConnection,
+    ActionEdge,
+    Action,
+    ActionQuery,
+    queries::count_actions
+);
+
+#[derive(Default)]
+pub struct ActionQueries;
+
+#[Object]
+impl ActionQueries {
+    /// Actions you may see, sorted by `orderBy` then id.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
+    async fn actions(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<ActionFilter>,
+        order_by: Option<ActionOrder>,
+    ) -> async_graphql::Result<ActionConnection> {
+        let rc = request(ctx)?;
+        let order = order_by.unwrap_or_default();
+        let (page, size) = page_request(rc.limits, first, after, order.direction)?;
+        let query = filter.unwrap_or_default().into_query()?;
+        let sort = match order.field {
+            ActionOrderField::Title => ActionSort::Title,
+            ActionOrderField::StartsOn => ActionSort::Start,
+        };
+        let q = query.clone();
+        let rows = rc
+            .read(move |c, rf| queries::actions_page(c, rf, &q, sort, &page))
+            .await?;
+        Ok(ActionConnection::new(rows, size, query, |a| &a.id, Action))
+    }
+
+    /// One action by its global id; null if it does not exist or you may not see it.
+    async fn action(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Action>> {
+        let local = ids::decode_as(Kind::Action, &id, "id")?;
+        Ok(request(ctx)?
+            .loaders
+            .action
+            .load_one(local)
+            .await?
+            .map(Action))
+    }
+}

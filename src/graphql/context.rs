@@ -1,0 +1,82 @@
+//! What every resolver may use: the request's viewer and its row filter, the store, the page
+//! limits and this request's DataLoaders. Built once per request by the HTTP layer; loaders are
+//! never shared between requests, so nothing one caller loaded can reach another.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::Context;
+
+use super::loaders::*;
+use super::pagination::PageLimits;
+use crate::domain::{RowFilter, Viewer};
+use crate::error::{Error, Result};
+use crate::storage::{AnyConnection, Store};
+
+pub struct RequestContext {
+    pub viewer: Viewer,
+    pub rows: RowFilter,
+    pub store: Store,
+    pub limits: PageLimits,
+    pub loaders: Loaders,
+}
+
+pub struct Loaders {
+    pub partner: DataLoader<PartnerById>,
+    pub actor: DataLoader<ActorById>,
+    pub action: DataLoader<ActionById>,
+    pub outcome: DataLoader<OutcomeById>,
+    pub partnership: DataLoader<PartnershipById>,
+    pub outcomes_of_action: DataLoader<OutcomesByAction>,
+    pub partnerships_of_action: DataLoader<PartnershipsByAction>,
+    pub partnerships_of_actor: DataLoader<PartnershipsByActor>,
+    pub sub_actions: DataLoader<SubActions>,
+}
+
+impl RequestContext {
+    pub fn new(viewer: Viewer, store: Store, limits: PageLimits) -> Self {
+        let rows = viewer.row_filter();
+        let scope = LoaderScope {
+            store: store.clone(),
+            rows: rows.clone(),
+        };
+        let loaders = Loaders {
+            partner: DataLoader::new(PartnerById(scope.clone()), tokio::spawn),
+            actor: DataLoader::new(ActorById(scope.clone()), tokio::spawn),
+            action: DataLoader::new(ActionById(scope.clone()), tokio::spawn),
+            outcome: DataLoader::new(OutcomeById(scope.clone()), tokio::spawn),
+            partnership: DataLoader::new(PartnershipById(scope.clone()), tokio::spawn),
+            outcomes_of_action: DataLoader::new(OutcomesByAction(scope.clone()), tokio::spawn),
+            partnerships_of_action: DataLoader::new(
+                PartnershipsByAction(scope.clone()),
+                tokio::spawn,
+            ),
+            partnerships_of_actor: DataLoader::new(
+                PartnershipsByActor(scope.clone()),
+                tokio::spawn,
+            ),
+            sub_actions: DataLoader::new(SubActions(scope), tokio::spawn),
+        };
+        RequestContext {
+            viewer,
+            rows,
+            store,
+            limits,
+            loaders,
+        }
+    }
+
+    /// Runs a read with this request's row filter.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection, &RowFilter) -> Result<T> + Send + 'static,
+    {
+        let rows = self.rows.clone();
+        self.store.run(move |conn| f(conn, &rows)).await
+    }
+}
+
+/// The request context, or an internal error if the HTTP layer did not attach one.
+pub fn request<'a>(ctx: &'a Context<'_>) -> Result<&'a RequestContext> {
+    ctx.data::<RequestContext>()
+        .map_err(|_| Error::internal(anyhow::anyhow!("request context missing")))
+}

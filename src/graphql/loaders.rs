@@ -1,0 +1,156 @@
+//! DataLoaders: each batches the keys a resolver level asks for into one storage call, so a page
+//! of N actions costs the same number of statements whatever N is. Each loader carries the
+//! request's row filter: it can only return what the viewer may see.
+
+use std::collections::HashMap;
+
+use async_graphql::dataloader::Loader;
+
+use crate::domain::{self, RowFilter};
+use crate::storage::queries::{self, PartnershipQuery};
+use crate::storage::Store;
+
+#[derive(Clone)]
+pub struct LoaderScope {
+    pub store: Store,
+    pub rows: RowFilter,
+}
+
+impl LoaderScope {
+    async fn load_many<T, F>(&self, keys: &[String], f: F) -> Result<Vec<T>, async_graphql::Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(
+                &mut crate::storage::AnyConnection,
+                &RowFilter,
+                &[String],
+            ) -> crate::error::Result<Vec<T>>
+            + Send
+            + 'static,
+    {
+        let rows = self.rows.clone();
+        let keys = keys.to_vec();
+        self.store
+            .run(move |conn| f(conn, &rows, &keys))
+            .await
+            .map_err(async_graphql::Error::from)
+    }
+}
+
+/// Declares a loader from id to one record.
+macro_rules! by_id_loader {
+    ($name:ident, $value:ty, $load:expr) => {
+        pub struct $name(pub LoaderScope);
+
+        impl Loader<String> for $name {
+            type Value = $value;
+            type Error = async_graphql::Error;
+
+            async fn load(&self, keys: &[String]) -> Result<HashMap<String, $value>, Self::Error> {
+                let found = self.0.load_many(keys, $load).await?;
+                Ok(found.into_iter().map(|v| (v.id.clone(), v)).collect())
+            }
+        }
+    };
+}
+
+/// Declares a loader from a parent id to the visible records that point at it.
+macro_rules! grouped_loader {
+    ($name:ident, $value:ty, $load:expr, $group:expr) => {
+        pub struct $name(pub LoaderScope);
+
+        impl Loader<String> for $name {
+            type Value = Vec<$value>;
+            type Error = async_graphql::Error;
+
+            async fn load(
+                &self,
+                keys: &[String],
+            ) -> Result<HashMap<String, Vec<$value>>, Self::Error> {
+                let found = self.0.load_many(keys, $load).await?;
+                let mut grouped: HashMap<String, Vec<$value>> = HashMap::new();
+                let group: fn(&$value, &[String]) -> Vec<String> = $group;
+                for v in found {
+                    for key in group(&v, keys) {
+                        grouped.entry(key).or_default().push(v.clone());
+                    }
+                }
+                Ok(grouped)
+            }
+        }
+    };
+}
+
+pub struct PartnerById(pub LoaderScope);
+
+impl Loader<String> for PartnerById {
+    type Value = domain::Partner;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, domain::Partner>, Self::Error> {
+        // Partners are public: their names are what every record's `owner` shows.
+        let found = self
+            .0
+            .load_many(keys, |c, _, ids| queries::partners_by_ids(c, ids))
+            .await?;
+        Ok(found.into_iter().map(|p| (p.id.clone(), p)).collect())
+    }
+}
+
+by_id_loader!(ActorById, domain::Actor, queries::actors_by_ids);
+by_id_loader!(ActionById, domain::Action, queries::actions_by_ids);
+by_id_loader!(OutcomeById, domain::Outcome, queries::outcomes_by_ids);
+by_id_loader!(
+    PartnershipById,
+    domain::Partnership,
+    queries::partnerships_by_ids
+);
+
+grouped_loader!(
+    OutcomesByAction,
+    domain::Outcome,
+    queries::outcomes_by_actions,
+    |o, _| vec![o.action_id.clone()]
+);
+grouped_loader!(
+    SubActions,
+    domain::Action,
+    queries::actions_by_parents,
+    |a, _| a.parent_action_id.clone().into_iter().collect()
+);
+grouped_loader!(
+    PartnershipsByAction,
+    domain::Partnership,
+    |c, rf, ids| queries::partnerships_for(
+        c,
+        rf,
+        &PartnershipQuery {
+            action_ids: ids.to_vec(),
+            ..Default::default()
+        }
+    ),
+    |p, _| p.action_id.clone().into_iter().collect()
+);
+grouped_loader!(
+    PartnershipsByActor,
+    domain::Partnership,
+    |c, rf, ids| queries::partnerships_for(
+        c,
+        rf,
+        &PartnershipQuery {
+            actor_ids: ids.to_vec(),
+            ..Default::default()
+        }
+    ),
+    |p, keys| {
+        let mut members: Vec<String> = p
+            .members
+            .iter()
+            .map(|m| m.actor_id.clone())
+            .filter(|a| keys.contains(a))
+            .collect();
+        members.sort();
+        members.dedup();
+        members
+    }
+);

@@ -1,0 +1,84 @@
+//! The GraphQL schema: one query object per domain concept, merged into the root.
+//!
+//! Resolvers reach storage only through `RequestContext::read` and the per-request DataLoaders,
+//! both of which carry the viewer's row filter.
+
+pub mod actions;
+pub mod actors;
+pub mod common;
+pub mod context;
+pub mod ids;
+pub mod loaders;
+pub mod node;
+pub mod outcomes;
+pub mod pagination;
+pub mod partners;
+pub mod partnerships;
+
+use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Object, Schema};
+
+pub use context::RequestContext;
+pub use pagination::PageLimits;
+
+use crate::config::Config;
+
+/// What the caller is, as Passerelle understood its token.
+pub struct ViewerInfo {
+    partner: Option<String>,
+    scopes: Vec<String>,
+}
+
+#[Object]
+impl ViewerInfo {
+    /// The partner you act for; null when anonymous.
+    async fn partner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<partners::Partner>> {
+        match &self.partner {
+            Some(p) => Ok(Some(partners::owner(ctx, p).await?)),
+            None => Ok(None),
+        }
+    }
+    async fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+}
+
+#[derive(Default)]
+pub struct ViewerQueries;
+
+#[Object]
+impl ViewerQueries {
+    /// Who you are, as far as Passerelle is concerned.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<ViewerInfo> {
+        let v = &context::request(ctx)?.viewer;
+        Ok(ViewerInfo {
+            partner: v.partner.clone(),
+            scopes: v.scopes.iter().cloned().collect(),
+        })
+    }
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(
+    partners::PartnerQueries,
+    actors::ActorQueries,
+    actions::ActionQueries,
+    outcomes::OutcomeQueries,
+    partnerships::PartnershipQueries,
+    node::NodeQueries,
+    ViewerQueries,
+);
+
+pub type PasserelleSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// Builds the schema with the limits from `config`.
+pub fn build_schema(config: &Config) -> PasserelleSchema {
+    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_complexity)
+        .finish()
+}
+
+/// The SDL of the schema, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(&Config::default()).sdl()
+}

@@ -1,0 +1,178 @@
+//! Outcomes: what actions achieved, as figures or in words.
+
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+
+use super::actions::Action;
+use super::common::{text_filter, PeriodFilter, Provenance};
+use super::context::request;
+use super::ids::{self, Kind};
+use super::pagination::{connection_types, page_request, SortDirection};
+use super::partners::{owner, Partner};
+use crate::domain::{self, PartialDate};
+use crate::error::Error;
+use crate::storage::queries::{self, OutcomeQuery};
+
+pub struct Outcome(pub domain::Outcome);
+
+/// One cell of a breakdown of an outcome's value.
+#[derive(SimpleObject)]
+pub struct Disaggregation {
+    /// What the breakdown is by, e.g. `district`.
+    pub dimension: String,
+    pub category: String,
+    pub value: Option<f64>,
+}
+
+/// A result of an action: an indicator with a value, unit and period (IATI's baseline, target
+/// or actual), or a result stated in words.
+#[Object]
+impl Outcome {
+    pub async fn id(&self) -> ID {
+        ids::encode(Kind::Outcome, &self.0.id)
+    }
+    /// The id the owning partner uses for this record.
+    async fn local_id(&self) -> &str {
+        &self.0.id
+    }
+    /// What is measured, e.g. "People supported in accessing their rights".
+    async fn indicator(&self) -> &str {
+        &self.0.indicator
+    }
+    async fn measure(&self) -> domain::OutcomeMeasure {
+        self.0.measure
+    }
+    /// Null where the source gives no figure.
+    async fn value(&self) -> Option<f64> {
+        self.0.value
+    }
+    async fn unit(&self) -> Option<&str> {
+        self.0.unit.as_deref()
+    }
+    /// The result in words, as the source states it.
+    async fn statement(&self) -> Option<&str> {
+        self.0.statement.as_deref()
+    }
+    async fn period_start(&self) -> Option<PartialDate> {
+        self.0.period_start
+    }
+    async fn period_end(&self) -> Option<PartialDate> {
+        self.0.period_end
+    }
+    async fn disaggregations(&self) -> Vec<Disaggregation> {
+        self.0
+            .disaggregations
+            .iter()
+            .map(|d| Disaggregation {
+                dimension: d.dimension.clone(),
+                category: d.category.clone(),
+                value: d.value,
+            })
+            .collect()
+    }
+    /// The action this outcome reports on.
+    async fn action(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Action>> {
+        Ok(request(ctx)?
+            .loaders
+            .action
+            .load_one(self.0.action_id.clone())
+            .await?
+            .map(Action))
+    }
+    async fn visibility(&self) -> domain::Visibility {
+        self.0.visibility
+    }
+    /// The partner that owns this record.
+    async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<Partner> {
+        owner(ctx, &self.0.owner).await
+    }
+    async fn provenance(&self) -> Provenance {
+        (&self.0.provenance).into()
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct OutcomeFilter {
+    /// Owning partners, by slug.
+    pub partners: Option<Vec<String>>,
+    pub measures: Option<Vec<domain::OutcomeMeasure>>,
+    /// Only outcomes of these actions.
+    pub actions: Option<Vec<ID>>,
+    /// An INSEE code the outcome's action covers; a department code also matches its communes.
+    pub territory: Option<String>,
+    /// Any of these themes of the outcome's action.
+    pub themes: Option<Vec<String>>,
+    pub period: Option<PeriodFilter>,
+    /// Words in the indicator, statement or unit (case-insensitive).
+    pub text: Option<String>,
+}
+
+impl OutcomeFilter {
+    fn into_query(self) -> Result<OutcomeQuery, Error> {
+        let action_ids = self
+            .actions
+            .unwrap_or_default()
+            .iter()
+            .map(|id| ids::decode_as(Kind::Action, id, "filter.actions"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OutcomeQuery {
+            owners: self.partners.unwrap_or_default(),
+            measures: self.measures.unwrap_or_default(),
+            action_ids,
+            territory: text_filter(self.territory),
+            themes: self.themes.unwrap_or_default(),
+            period: self.period.into(),
+            text: text_filter(self.text),
+        })
+    }
+}
+
+connection_types!(
+    OutcomeConnection,
+    OutcomeEdge,
+    Outcome,
+    OutcomeQuery,
+    queries::count_outcomes
+);
+
+#[derive(Default)]
+pub struct OutcomeQueries;
+
+#[Object]
+impl OutcomeQueries {
+    /// Outcomes you may see, sorted by indicator then id.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity + 1")]
+    async fn outcomes(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<OutcomeFilter>,
+        direction: Option<SortDirection>,
+    ) -> async_graphql::Result<OutcomeConnection> {
+        let rc = request(ctx)?;
+        let (page, size) = page_request(rc.limits, first, after, direction.unwrap_or_default())?;
+        let query = filter.unwrap_or_default().into_query()?;
+        let q = query.clone();
+        let rows = rc
+            .read(move |c, rf| queries::outcomes_page(c, rf, &q, &page))
+            .await?;
+        Ok(OutcomeConnection::new(
+            rows,
+            size,
+            query,
+            |o| &o.id,
+            Outcome,
+        ))
+    }
+
+    /// One outcome by its global id; null if it does not exist or you may not see it.
+    async fn outcome(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Outcome>> {
+        let local = ids::decode_as(Kind::Outcome, &id, "id")?;
+        Ok(request(ctx)?
+            .loaders
+            .outcome
+            .load_one(local)
+            .await?
+            .map(Outcome))
+    }
+}

@@ -1,0 +1,48 @@
+//! Liveness, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::Error;
+
+/// The process is up.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The database answers and every migration is applied.
+pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    match app.store.is_ready().await {
+        Ok(true) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "backend": app.store.backend().to_string() })),
+        ),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "reason": "migrations pending" })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "reason": e.code() })),
+        ),
+    }
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    let body = format!(
+        "# HELP passerelle_sql_statements_total SQL statements sent to the database.\n\
+         # TYPE passerelle_sql_statements_total counter\n\
+         passerelle_sql_statements_total {}\n",
+        app.store.statements().get()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+pub async fn not_found() -> Error {
+    Error::NotFound("route".into())
+}

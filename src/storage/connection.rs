@@ -1,0 +1,190 @@
+//! Which backend a URL names, and how a pooled connection to it is opened.
+
+use std::fmt;
+use std::sync::Arc;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ManageConnection, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, ConnectionError};
+
+use super::StatementCounter;
+
+/// One connection to either backend; queries written against it run on both.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// A database URL whose backend is decided by its scheme, never by trial: `postgres://` or
+/// `postgresql://` for PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:` for SQLite.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    /// What the driver receives: the PostgreSQL URL, or the SQLite file path.
+    target: String,
+}
+
+impl DatabaseUrl {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(DatabaseUrl {
+                backend: Backend::Postgres,
+                target: s.to_owned(),
+            });
+        }
+        let path = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"));
+        match path {
+            Some(p) if !p.is_empty() => Ok(DatabaseUrl {
+                backend: Backend::Sqlite,
+                target: p.to_owned(),
+            }),
+            _ => Err(format!(
+                "`{}` is not a database URL: use sqlite://FILE or postgres://USER@HOST/DB",
+                redact(s)
+            )),
+        }
+    }
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redact(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.to_owned(),
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.backend, redact(&self.target))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.backend {
+            Backend::Sqlite => write!(f, "sqlite://{}", self.target),
+            Backend::Postgres => f.write_str(&redact(&self.target)),
+        }
+    }
+}
+
+/// Counts every statement a connection starts.
+struct CountStatements(Arc<StatementCounter>);
+
+impl Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.add_one();
+        }
+    }
+}
+
+/// Opens connections for the r2d2 pool, set up for the backend.
+pub struct Manager {
+    url: DatabaseUrl,
+    statements: Arc<StatementCounter>,
+}
+
+impl Manager {
+    pub fn new(url: DatabaseUrl, statements: Arc<StatementCounter>) -> Self {
+        Self { url, statements }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ManagerError;
+
+    fn connect(&self) -> Result<AnyConnection, ManagerError> {
+        let mut conn = match self.url.backend {
+            Backend::Postgres => {
+                AnyConnection::Postgresql(PgConnection::establish(&self.url.target)?)
+            }
+            Backend::Sqlite => {
+                let mut c = SqliteConnection::establish(&self.url.target)?;
+                // WAL lets readers run beside the writer; busy_timeout makes writers queue instead
+                // of failing; foreign keys are off by default in SQLite.
+                c.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )?;
+                AnyConnection::Sqlite(c)
+            }
+        };
+        conn.set_instrumentation(CountStatements(self.statements.clone()));
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ManagerError> {
+        conn.ping().map_err(ManagerError::Query)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_comes_from_the_scheme() {
+        let pg: DatabaseUrl = "postgres://u:secret@localhost/db".parse().unwrap();
+        assert_eq!(pg.backend(), Backend::Postgres);
+        assert!(!format!("{pg} {pg:?}").contains("secret"));
+        let lite: DatabaseUrl = "sqlite://data/hub.db".parse().unwrap();
+        assert_eq!(
+            (lite.backend(), lite.target()),
+            (Backend::Sqlite, "data/hub.db")
+        );
+        let mem: DatabaseUrl = "sqlite::memory:".parse().unwrap();
+        assert_eq!(mem.target(), ":memory:");
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+        assert!("hub.db".parse::<DatabaseUrl>().is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! Storage: diesel on SQLite (default) or PostgreSQL, behind one `Store`.
+//!
+//! Queries are written once against diesel's `MultiConnection` (`AnyConnection`), so both backends
+//! run the same code. Blocking diesel calls run on tokio's blocking pool (`Store::run`), never on
+//! the async workers. Migrations for each backend live in `migrations/<backend>/` and are embedded
+//! in the binary.
+
+mod connection;
+pub mod queries;
+pub mod rows;
+pub mod schema;
+mod visibility;
+pub mod writes;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::r2d2::{Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use connection::Manager;
+pub use connection::{AnyConnection, Backend, DatabaseUrl};
+
+use crate::error::{Error, Result};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Counts SQL statements sent to the database, for `/metrics` and for tests that prove
+/// resolvers batch their queries.
+#[derive(Debug, Default)]
+pub struct StatementCounter(AtomicU64);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn add_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The database: a connection pool and the backend it talks to. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    backend: Backend,
+    statements: Arc<StatementCounter>,
+}
+
+/// Pool settings, from `Config`.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+impl Store {
+    /// Opens a pool on `url` without touching the schema. Fails fast when the database cannot be
+    /// reached.
+    pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<Self> {
+        let statements = Arc::new(StatementCounter::default());
+        let manager = Manager::new(url.clone(), statements.clone());
+        let max = match url.backend() {
+            // One writer at a time in SQLite; readers share the rest.
+            Backend::Sqlite => options.max_connections.clamp(1, 8),
+            Backend::Postgres => options.max_connections.max(1),
+        };
+        let pool = Pool::builder()
+            .max_size(max)
+            .min_idle(Some(1))
+            .connection_timeout(options.connect_timeout)
+            .build(manager)
+            .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))?;
+        Ok(Store {
+            pool,
+            backend: url.backend(),
+            statements,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn statements(&self) -> &StatementCounter {
+        &self.statements
+    }
+
+    fn conn(&self) -> Result<PooledConnection<Manager>> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs blocking database work on tokio's blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.conn()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize> {
+        self.run(|conn| {
+            let applied = match conn {
+                AnyConnection::Sqlite(c) => {
+                    c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
+                }
+                AnyConnection::Postgresql(c) => c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.len()),
+            };
+            applied.map_err(|e| Error::internal(anyhow::anyhow!("migration failed: {e}")))
+        })
+        .await
+    }
+
+    /// True when the database answers and no migration is pending (for `/readyz`).
+    pub async fn is_ready(&self) -> Result<bool> {
+        self.run(|conn| {
+            let pending = match conn {
+                AnyConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+                AnyConnection::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+            };
+            pending
+                .map(|p| !p)
+                .map_err(|e| Error::Unavailable(format!("cannot read migrations: {e}")))
+        })
+        .await
+    }
+}

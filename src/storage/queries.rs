@@ -1,0 +1,624 @@
+//! Reads. Every function takes the viewer's `RowFilter` and applies `visible_to!` to every
+//! partner-owned table it reads; there is no read path around it. Lists use keyset pagination on
+//! (sort key, id), so pages are stable while rows are added.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::connection::MultiBackend;
+use super::rows::*;
+use super::schema::*;
+use super::visibility::visible_to;
+use super::AnyConnection;
+use crate::domain::{self, RowFilter};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortDir {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Where a page starts: after the row with this sort key and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub key: String,
+    pub id: String,
+}
+
+/// One page request.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub after: Option<After>,
+    pub limit: i64,
+    pub dir: SortDir,
+}
+
+/// A period filter: records known to overlap [from, to] (ISO days). A record with no date at
+/// all never matches; a missing end counts as ongoing.
+#[derive(Debug, Clone, Default)]
+pub struct Period {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl Period {
+    pub fn is_set(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+}
+
+/// A `LIKE` pattern matching `text` anywhere, lower-cased, with wildcards escaped.
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for ch in text.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// A territory filter: an INSEE department code (2-3 characters) also matches its communes.
+fn territory_pattern(code: &str) -> String {
+    let clean: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if clean.len() <= 3 {
+        format!("{clean}%")
+    } else {
+        clean
+    }
+}
+
+macro_rules! apply_period {
+    ($q:expr, $table:ident, $period:expr) => {{
+        let mut q = $q;
+        let period: &Period = $period;
+        if period.is_set() {
+            q = q.filter(
+                $table::start_bound
+                    .is_not_null()
+                    .or($table::end_bound.is_not_null()),
+            );
+        }
+        if let Some(from) = period.from.clone() {
+            q = q.filter($table::end_bound.is_null().or($table::end_bound.ge(from)));
+        }
+        if let Some(to) = period.to.clone() {
+            q = q.filter($table::start_bound.is_null().or($table::start_bound.le(to)));
+        }
+        q
+    }};
+}
+
+macro_rules! apply_page {
+    ($q:expr, $sort:expr, $id:expr, $page:expr) => {{
+        let page: &PageRequest = $page;
+        let mut q = $q;
+        if let Some(a) = page.after.clone() {
+            q = match page.dir {
+                SortDir::Asc => q.filter(
+                    $sort
+                        .gt(a.key.clone())
+                        .or($sort.eq(a.key).and($id.gt(a.id))),
+                ),
+                SortDir::Desc => q.filter(
+                    $sort
+                        .lt(a.key.clone())
+                        .or($sort.eq(a.key).and($id.lt(a.id))),
+                ),
+            };
+        }
+        q = match page.dir {
+            SortDir::Asc => q.order_by(($sort.asc(), $id.asc())),
+            SortDir::Desc => q.order_by(($sort.desc(), $id.desc())),
+        };
+        q.limit(page.limit)
+    }};
+}
+
+// ---------------------------------------------------------------- partners
+
+pub fn partners(conn: &mut AnyConnection) -> Result<Vec<domain::Partner>> {
+    let rows = partners::table
+        .select(PartnerRow::as_select())
+        .order_by(partners::id)
+        .load(conn)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub fn partners_by_ids(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<domain::Partner>> {
+    let rows = partners::table
+        .filter(partners::id.eq_any(ids))
+        .select(PartnerRow::as_select())
+        .load(conn)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+// ---------------------------------------------------------------- actors
+
+#[derive(Debug, Clone, Default)]
+pub struct ActorQuery {
+    pub owners: Vec<String>,
+    pub kinds: Vec<domain::ActorKind>,
+    pub territory: Option<String>,
+    pub text: Option<String>,
+}
+
+fn actor_query(rf: &RowFilter, q: &ActorQuery) -> actors::BoxedQuery<'static, MultiBackend> {
+    let mut query = actors::table.filter(visible_to!(actors, rf)).into_boxed();
+    if !q.owners.is_empty() {
+        query = query.filter(actors::owner_partner_id.eq_any(q.owners.clone()));
+    }
+    if !q.kinds.is_empty() {
+        query = query
+            .filter(actors::kind.eq_any(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()));
+    }
+    if let Some(t) = &q.territory {
+        query = query.filter(actors::territory_code.like(territory_pattern(t)));
+    }
+    if let Some(text) = &q.text {
+        query = query.filter(
+            actors::search_text
+                .like(contains_pattern(text))
+                .escape('\\'),
+        );
+    }
+    query
+}
+
+/// A page of actors sorted by name, each with its sort key.
+pub fn actors_page(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &ActorQuery,
+    page: &PageRequest,
+) -> Result<Vec<(String, domain::Actor)>> {
+    let rows: Vec<ActorRow> = apply_page!(actor_query(rf, q), actors::name, actors::id, page)
+        .select(ActorRow::as_select())
+        .load(conn)?;
+    rows.into_iter()
+        .map(|r| Ok((r.name.clone(), r.into_domain()?)))
+        .collect()
+}
+
+pub fn count_actors(conn: &mut AnyConnection, rf: &RowFilter, q: &ActorQuery) -> Result<i64> {
+    Ok(actor_query(rf, q).count().get_result(conn)?)
+}
+
+pub fn actors_by_ids(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    ids: &[String],
+) -> Result<Vec<domain::Actor>> {
+    let rows: Vec<ActorRow> = actors::table
+        .filter(visible_to!(actors, rf))
+        .filter(actors::id.eq_any(ids))
+        .select(ActorRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(ActorRow::into_domain).collect()
+}
+
+// ---------------------------------------------------------------- actions
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ActionSort {
+    #[default]
+    Title,
+    Start,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActionQuery {
+    pub owners: Vec<String>,
+    pub kinds: Vec<domain::ActionKind>,
+    pub statuses: Vec<domain::ActionStatus>,
+    pub territory: Option<String>,
+    pub period: Period,
+    pub themes: Vec<String>,
+    pub text: Option<String>,
+    pub parent: Option<String>,
+}
+
+fn action_query(rf: &RowFilter, q: &ActionQuery) -> actions::BoxedQuery<'static, MultiBackend> {
+    let mut query = actions::table.filter(visible_to!(actions, rf)).into_boxed();
+    if !q.owners.is_empty() {
+        query = query.filter(actions::owner_partner_id.eq_any(q.owners.clone()));
+    }
+    if !q.kinds.is_empty() {
+        query = query
+            .filter(actions::kind.eq_any(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()));
+    }
+    if !q.statuses.is_empty() {
+        query = query.filter(
+            actions::status.eq_any(q.statuses.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if let Some(t) = &q.territory {
+        let places = action_places::table
+            .filter(action_places::insee_code.like(territory_pattern(t)))
+            .select(action_places::action_id);
+        query = query.filter(actions::id.eq_any(places));
+    }
+    if !q.themes.is_empty() {
+        let themed = action_themes::table
+            .filter(action_themes::theme.eq_any(q.themes.clone()))
+            .select(action_themes::action_id);
+        query = query.filter(actions::id.eq_any(themed));
+    }
+    if let Some(text) = &q.text {
+        query = query.filter(
+            actions::search_text
+                .like(contains_pattern(text))
+                .escape('\\'),
+        );
+    }
+    if let Some(parent) = &q.parent {
+        query = query.filter(actions::parent_action_id.eq(parent.clone()));
+    }
+    apply_period!(query, actions, &q.period)
+}
+
+/// Loads the themes and places of the given action rows: two statements whatever their number.
+fn hydrate_actions(conn: &mut AnyConnection, rows: Vec<ActionRow>) -> Result<Vec<domain::Action>> {
+    let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
+    let mut themes: HashMap<String, Vec<String>> = HashMap::new();
+    let mut places: HashMap<String, Vec<domain::Place>> = HashMap::new();
+    if !ids.is_empty() {
+        let theme_rows: Vec<ThemeRow> = action_themes::table
+            .filter(action_themes::action_id.eq_any(&ids))
+            .order_by((action_themes::action_id, action_themes::theme))
+            .select(ThemeRow::as_select())
+            .load(conn)?;
+        for t in theme_rows {
+            themes.entry(t.action_id).or_default().push(t.theme);
+        }
+        let place_rows: Vec<PlaceRow> = action_places::table
+            .filter(action_places::action_id.eq_any(&ids))
+            .order_by((action_places::action_id, action_places::position))
+            .select(PlaceRow::as_select())
+            .load(conn)?;
+        for p in place_rows {
+            let id = p.action_id.clone();
+            places.entry(id).or_default().push(p.into_domain()?);
+        }
+    }
+    rows.into_iter()
+        .map(|r| {
+            let t = themes.remove(&r.id).unwrap_or_default();
+            let p = places.remove(&r.id).unwrap_or_default();
+            r.into_domain(t, p)
+        })
+        .collect()
+}
+
+pub fn actions_page(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &ActionQuery,
+    sort: ActionSort,
+    page: &PageRequest,
+) -> Result<Vec<(String, domain::Action)>> {
+    let rows: Vec<ActionRow> = match sort {
+        ActionSort::Title => apply_page!(action_query(rf, q), actions::title, actions::id, page)
+            .select(ActionRow::as_select())
+            .load(conn)?,
+        ActionSort::Start => {
+            apply_page!(action_query(rf, q), actions::sort_start, actions::id, page)
+                .select(ActionRow::as_select())
+                .load(conn)?
+        }
+    };
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|r| match sort {
+            ActionSort::Title => r.title.clone(),
+            ActionSort::Start => r.sort_start.clone(),
+        })
+        .collect();
+    Ok(keys.into_iter().zip(hydrate_actions(conn, rows)?).collect())
+}
+
+pub fn count_actions(conn: &mut AnyConnection, rf: &RowFilter, q: &ActionQuery) -> Result<i64> {
+    Ok(action_query(rf, q).count().get_result(conn)?)
+}
+
+pub fn actions_by_ids(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    ids: &[String],
+) -> Result<Vec<domain::Action>> {
+    let rows: Vec<ActionRow> = actions::table
+        .filter(visible_to!(actions, rf))
+        .filter(actions::id.eq_any(ids))
+        .select(ActionRow::as_select())
+        .load(conn)?;
+    hydrate_actions(conn, rows)
+}
+
+/// The visible sub-actions of each of the given actions.
+pub fn actions_by_parents(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    parents: &[String],
+) -> Result<Vec<domain::Action>> {
+    let rows: Vec<ActionRow> = actions::table
+        .filter(visible_to!(actions, rf))
+        .filter(actions::parent_action_id.eq_any(parents))
+        .order_by((actions::sort_start, actions::id))
+        .select(ActionRow::as_select())
+        .load(conn)?;
+    hydrate_actions(conn, rows)
+}
+
+// ---------------------------------------------------------------- outcomes
+
+#[derive(Debug, Clone, Default)]
+pub struct OutcomeQuery {
+    pub owners: Vec<String>,
+    pub measures: Vec<domain::OutcomeMeasure>,
+    pub action_ids: Vec<String>,
+    pub territory: Option<String>,
+    pub themes: Vec<String>,
+    pub period: Period,
+    pub text: Option<String>,
+}
+
+fn outcome_query(rf: &RowFilter, q: &OutcomeQuery) -> outcomes::BoxedQuery<'static, MultiBackend> {
+    // An outcome is readable only where its action is too.
+    let visible_actions = actions::table
+        .filter(visible_to!(actions, rf))
+        .select(actions::id);
+    let mut query = outcomes::table
+        .filter(visible_to!(outcomes, rf))
+        .filter(outcomes::action_id.eq_any(visible_actions))
+        .into_boxed();
+    if !q.owners.is_empty() {
+        query = query.filter(outcomes::owner_partner_id.eq_any(q.owners.clone()));
+    }
+    if !q.measures.is_empty() {
+        query = query.filter(
+            outcomes::measure.eq_any(q.measures.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if !q.action_ids.is_empty() {
+        query = query.filter(outcomes::action_id.eq_any(q.action_ids.clone()));
+    }
+    if let Some(t) = &q.territory {
+        let places = action_places::table
+            .filter(action_places::insee_code.like(territory_pattern(t)))
+            .select(action_places::action_id);
+        query = query.filter(outcomes::action_id.eq_any(places));
+    }
+    if !q.themes.is_empty() {
+        let themed = action_themes::table
+            .filter(action_themes::theme.eq_any(q.themes.clone()))
+            .select(action_themes::action_id);
+        query = query.filter(outcomes::action_id.eq_any(themed));
+    }
+    if let Some(text) = &q.text {
+        query = query.filter(
+            outcomes::search_text
+                .like(contains_pattern(text))
+                .escape('\\'),
+        );
+    }
+    apply_period!(query, outcomes, &q.period)
+}
+
+fn hydrate_outcomes(
+    conn: &mut AnyConnection,
+    rows: Vec<OutcomeRow>,
+) -> Result<Vec<domain::Outcome>> {
+    let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
+    let mut cells: HashMap<String, Vec<domain::Disaggregation>> = HashMap::new();
+    if !ids.is_empty() {
+        let found: Vec<DisaggregationRow> = outcome_disaggregations::table
+            .filter(outcome_disaggregations::outcome_id.eq_any(&ids))
+            .order_by((
+                outcome_disaggregations::outcome_id,
+                outcome_disaggregations::position,
+            ))
+            .select(DisaggregationRow::as_select())
+            .load(conn)?;
+        for d in found {
+            cells
+                .entry(d.outcome_id)
+                .or_default()
+                .push(domain::Disaggregation {
+                    dimension: d.dimension,
+                    category: d.category,
+                    value: d.value,
+                });
+        }
+    }
+    rows.into_iter()
+        .map(|r| {
+            let c = cells.remove(&r.id).unwrap_or_default();
+            r.into_domain(c)
+        })
+        .collect()
+}
+
+/// A page of outcomes sorted by indicator.
+pub fn outcomes_page(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &OutcomeQuery,
+    page: &PageRequest,
+) -> Result<Vec<(String, domain::Outcome)>> {
+    let rows: Vec<OutcomeRow> = apply_page!(
+        outcome_query(rf, q),
+        outcomes::indicator,
+        outcomes::id,
+        page
+    )
+    .select(OutcomeRow::as_select())
+    .load(conn)?;
+    let keys: Vec<String> = rows.iter().map(|r| r.indicator.clone()).collect();
+    Ok(keys
+        .into_iter()
+        .zip(hydrate_outcomes(conn, rows)?)
+        .collect())
+}
+
+pub fn count_outcomes(conn: &mut AnyConnection, rf: &RowFilter, q: &OutcomeQuery) -> Result<i64> {
+    Ok(outcome_query(rf, q).count().get_result(conn)?)
+}
+
+pub fn outcomes_by_ids(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    ids: &[String],
+) -> Result<Vec<domain::Outcome>> {
+    let q = OutcomeQuery::default();
+    let rows: Vec<OutcomeRow> = outcome_query(rf, &q)
+        .filter(outcomes::id.eq_any(ids.to_vec()))
+        .select(OutcomeRow::as_select())
+        .load(conn)?;
+    hydrate_outcomes(conn, rows)
+}
+
+/// The visible outcomes of each of the given actions.
+pub fn outcomes_by_actions(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    action_ids: &[String],
+) -> Result<Vec<domain::Outcome>> {
+    let q = OutcomeQuery {
+        action_ids: action_ids.to_vec(),
+        ..Default::default()
+    };
+    let rows: Vec<OutcomeRow> = outcome_query(rf, &q)
+        .order_by((outcomes::indicator, outcomes::id))
+        .select(OutcomeRow::as_select())
+        .load(conn)?;
+    hydrate_outcomes(conn, rows)
+}
+
+// ---------------------------------------------------------------- partnerships
+
+#[derive(Debug, Clone, Default)]
+pub struct PartnershipQuery {
+    pub owners: Vec<String>,
+    pub action_ids: Vec<String>,
+    pub actor_ids: Vec<String>,
+    pub period: Period,
+    pub text: Option<String>,
+}
+
+fn partnership_query(
+    rf: &RowFilter,
+    q: &PartnershipQuery,
+) -> partnerships::BoxedQuery<'static, MultiBackend> {
+    let mut query = partnerships::table
+        .filter(visible_to!(partnerships, rf))
+        .into_boxed();
+    if !q.owners.is_empty() {
+        query = query.filter(partnerships::owner_partner_id.eq_any(q.owners.clone()));
+    }
+    if !q.action_ids.is_empty() {
+        query = query.filter(partnerships::action_id.eq_any(q.action_ids.clone()));
+    }
+    if !q.actor_ids.is_empty() {
+        let with_actor = partnership_members::table
+            .filter(partnership_members::actor_id.eq_any(q.actor_ids.clone()))
+            .select(partnership_members::partnership_id);
+        query = query.filter(partnerships::id.eq_any(with_actor));
+    }
+    if let Some(text) = &q.text {
+        query = query.filter(
+            partnerships::search_text
+                .like(contains_pattern(text))
+                .escape('\\'),
+        );
+    }
+    apply_period!(query, partnerships, &q.period)
+}
+
+fn hydrate_partnerships(
+    conn: &mut AnyConnection,
+    rows: Vec<PartnershipRow>,
+) -> Result<Vec<domain::Partnership>> {
+    let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
+    let mut members: HashMap<String, Vec<domain::Member>> = HashMap::new();
+    if !ids.is_empty() {
+        let found: Vec<MemberRow> = partnership_members::table
+            .filter(partnership_members::partnership_id.eq_any(&ids))
+            .order_by((
+                partnership_members::partnership_id,
+                partnership_members::position,
+            ))
+            .select(MemberRow::as_select())
+            .load(conn)?;
+        for m in found {
+            let id = m.partnership_id.clone();
+            members.entry(id).or_default().push(m.into_domain()?);
+        }
+    }
+    rows.into_iter()
+        .map(|r| {
+            let m = members.remove(&r.id).unwrap_or_default();
+            r.into_domain(m)
+        })
+        .collect()
+}
+
+/// A page of partnerships sorted by name.
+pub fn partnerships_page(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &PartnershipQuery,
+    page: &PageRequest,
+) -> Result<Vec<(String, domain::Partnership)>> {
+    let rows: Vec<PartnershipRow> = apply_page!(
+        partnership_query(rf, q),
+        partnerships::name,
+        partnerships::id,
+        page
+    )
+    .select(PartnershipRow::as_select())
+    .load(conn)?;
+    let keys: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    Ok(keys
+        .into_iter()
+        .zip(hydrate_partnerships(conn, rows)?)
+        .collect())
+}
+
+pub fn count_partnerships(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &PartnershipQuery,
+) -> Result<i64> {
+    Ok(partnership_query(rf, q).count().get_result(conn)?)
+}
+
+pub fn partnerships_by_ids(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    ids: &[String],
+) -> Result<Vec<domain::Partnership>> {
+    let rows: Vec<PartnershipRow> = partnership_query(rf, &PartnershipQuery::default())
+        .filter(partnerships::id.eq_any(ids.to_vec()))
+        .select(PartnershipRow::as_select())
+        .load(conn)?;
+    hydrate_partnerships(conn, rows)
+}
+
+/// Visible partnerships that serve any of the given actions, or have any of the given actors
+/// as a member (one statement for the whole batch, plus one for members).
+pub fn partnerships_for(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &PartnershipQuery,
+) -> Result<Vec<domain::Partnership>> {
+    let rows: Vec<PartnershipRow> = partnership_query(rf, q)
+        .order_by((partnerships::name, partnerships::id))
+        .select(PartnershipRow::as_select())
+        .load(conn)?;
+    hydrate_partnerships(conn, rows)
+}

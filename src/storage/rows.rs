@@ -1,0 +1,470 @@
+//! Rows as stored, and their conversion to and from domain records.
+//!
+//! Enums are stored as lower-case text and dates as ISO 8601 text, the same on both backends.
+//! A row that holds text this version cannot read is reported as an internal error rather than
+//! guessed at.
+
+use diesel::prelude::*;
+
+use super::schema::*;
+use crate::domain::{self, dates::iso_day, PartialDate, Provenance};
+use crate::error::{Error, Result};
+
+fn bad_row(what: &str, value: &str) -> Error {
+    Error::internal(anyhow::anyhow!(
+        "stored {what} `{value}` is not understood by this version"
+    ))
+}
+
+fn vocab<T>(what: &str, value: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(value).ok_or_else(|| bad_row(what, value))
+}
+
+fn date(what: &str, value: Option<String>) -> Result<Option<PartialDate>> {
+    value
+        .map(|v| v.parse().map_err(|_| bad_row(what, &v)))
+        .transpose()
+}
+
+pub fn lower_bound(d: Option<PartialDate>) -> Option<String> {
+    d.map(|d| iso_day(d.first_day()))
+}
+
+pub fn upper_bound(d: Option<PartialDate>) -> Option<String> {
+    d.map(|d| iso_day(d.last_day()))
+}
+
+/// The lower-cased text that `text:` filters search.
+pub fn search_text(parts: &[Option<&str>]) -> String {
+    parts
+        .iter()
+        .flatten()
+        .map(|s| s.to_lowercase())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = partners)]
+pub struct PartnerRow {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: String,
+}
+
+impl From<PartnerRow> for domain::Partner {
+    fn from(r: PartnerRow) -> Self {
+        domain::Partner {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = actors, treat_none_as_null = true)]
+pub struct ActorRow {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub kind: String,
+    pub name: String,
+    pub acronym: Option<String>,
+    pub description: Option<String>,
+    pub website: Option<String>,
+    pub territory_code: Option<String>,
+    pub territory_name: Option<String>,
+    pub parent_actor_id: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+    pub retired_at: Option<String>,
+    pub content_hash: String,
+    pub search_text: String,
+}
+
+impl ActorRow {
+    pub fn into_domain(self) -> Result<domain::Actor> {
+        Ok(domain::Actor {
+            kind: vocab("actor kind", &self.kind, domain::ActorKind::from_stored)?,
+            visibility: vocab(
+                "visibility",
+                &self.visibility,
+                domain::Visibility::from_stored,
+            )?,
+            provenance: Provenance {
+                source: self.source,
+                source_ref: self.source_ref,
+                imported_at: self.imported_at,
+                updated_at: self.updated_at,
+            },
+            id: self.id,
+            owner: self.owner_partner_id,
+            name: self.name,
+            acronym: self.acronym,
+            description: self.description,
+            website: self.website,
+            territory_code: self.territory_code,
+            territory_name: self.territory_name,
+            parent_actor_id: self.parent_actor_id,
+        })
+    }
+
+    pub fn from_domain(a: &domain::Actor, content_hash: String, now: &str) -> Self {
+        ActorRow {
+            id: a.id.clone(),
+            owner_partner_id: a.owner.clone(),
+            kind: a.kind.as_str().into(),
+            name: a.name.clone(),
+            acronym: a.acronym.clone(),
+            description: a.description.clone(),
+            website: a.website.clone(),
+            territory_code: a.territory_code.clone(),
+            territory_name: a.territory_name.clone(),
+            parent_actor_id: a.parent_actor_id.clone(),
+            visibility: a.visibility.as_str().into(),
+            source: a.provenance.source.clone(),
+            source_ref: a.provenance.source_ref.clone(),
+            imported_at: now.into(),
+            updated_at: now.into(),
+            retired_at: None,
+            content_hash,
+            search_text: search_text(&[
+                Some(&a.name),
+                a.acronym.as_deref(),
+                a.description.as_deref(),
+                a.territory_name.as_deref(),
+            ]),
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = actions, treat_none_as_null = true)]
+pub struct ActionRow {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub kind: String,
+    pub title: String,
+    pub summary: Option<String>,
+    pub status: Option<String>,
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    pub start_bound: Option<String>,
+    pub end_bound: Option<String>,
+    pub sort_start: String,
+    pub schedule: Option<String>,
+    pub parent_action_id: Option<String>,
+    pub website: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+    pub retired_at: Option<String>,
+    pub content_hash: String,
+    pub search_text: String,
+}
+
+/// Sorts actions with no known start after all dated ones.
+pub const UNKNOWN_START: &str = "9999-12-31";
+
+impl ActionRow {
+    pub fn into_domain(
+        self,
+        themes: Vec<String>,
+        places: Vec<domain::Place>,
+    ) -> Result<domain::Action> {
+        Ok(domain::Action {
+            kind: vocab("action kind", &self.kind, domain::ActionKind::from_stored)?,
+            status: self
+                .status
+                .as_deref()
+                .map(|s| vocab("action status", s, domain::ActionStatus::from_stored))
+                .transpose()?,
+            starts_on: date("start", self.starts_on)?,
+            ends_on: date("end", self.ends_on)?,
+            visibility: vocab(
+                "visibility",
+                &self.visibility,
+                domain::Visibility::from_stored,
+            )?,
+            provenance: Provenance {
+                source: self.source,
+                source_ref: self.source_ref,
+                imported_at: self.imported_at,
+                updated_at: self.updated_at,
+            },
+            id: self.id,
+            owner: self.owner_partner_id,
+            title: self.title,
+            summary: self.summary,
+            schedule: self.schedule,
+            parent_action_id: self.parent_action_id,
+            website: self.website,
+            themes,
+            places,
+        })
+    }
+
+    pub fn from_domain(a: &domain::Action, content_hash: String, now: &str) -> Self {
+        let start_bound = lower_bound(a.starts_on);
+        ActionRow {
+            id: a.id.clone(),
+            owner_partner_id: a.owner.clone(),
+            kind: a.kind.as_str().into(),
+            title: a.title.clone(),
+            summary: a.summary.clone(),
+            status: a.status.map(|s| s.as_str().into()),
+            starts_on: a.starts_on.map(|d| d.to_string()),
+            ends_on: a.ends_on.map(|d| d.to_string()),
+            sort_start: start_bound.clone().unwrap_or_else(|| UNKNOWN_START.into()),
+            start_bound,
+            end_bound: upper_bound(a.ends_on),
+            schedule: a.schedule.clone(),
+            parent_action_id: a.parent_action_id.clone(),
+            website: a.website.clone(),
+            visibility: a.visibility.as_str().into(),
+            source: a.provenance.source.clone(),
+            source_ref: a.provenance.source_ref.clone(),
+            imported_at: now.into(),
+            updated_at: now.into(),
+            retired_at: None,
+            content_hash,
+            search_text: search_text(&[
+                Some(&a.title),
+                a.summary.as_deref(),
+                Some(&a.themes.join(" ")),
+                Some(
+                    &a.places
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            ]),
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = action_themes)]
+pub struct ThemeRow {
+    pub action_id: String,
+    pub theme: String,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = action_places)]
+pub struct PlaceRow {
+    pub action_id: String,
+    pub position: i32,
+    pub name: String,
+    pub level: String,
+    pub insee_code: Option<String>,
+}
+
+impl PlaceRow {
+    pub fn into_domain(self) -> Result<domain::Place> {
+        Ok(domain::Place {
+            level: vocab("place level", &self.level, domain::PlaceLevel::from_stored)?,
+            name: self.name,
+            insee_code: self.insee_code,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = outcomes, treat_none_as_null = true)]
+pub struct OutcomeRow {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub action_id: String,
+    pub indicator: String,
+    pub measure: String,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub statement: Option<String>,
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    pub start_bound: Option<String>,
+    pub end_bound: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+    pub retired_at: Option<String>,
+    pub content_hash: String,
+    pub search_text: String,
+}
+
+impl OutcomeRow {
+    pub fn into_domain(
+        self,
+        disaggregations: Vec<domain::Disaggregation>,
+    ) -> Result<domain::Outcome> {
+        Ok(domain::Outcome {
+            measure: vocab(
+                "outcome measure",
+                &self.measure,
+                domain::OutcomeMeasure::from_stored,
+            )?,
+            period_start: date("period start", self.period_start)?,
+            period_end: date("period end", self.period_end)?,
+            visibility: vocab(
+                "visibility",
+                &self.visibility,
+                domain::Visibility::from_stored,
+            )?,
+            provenance: Provenance {
+                source: self.source,
+                source_ref: self.source_ref,
+                imported_at: self.imported_at,
+                updated_at: self.updated_at,
+            },
+            id: self.id,
+            owner: self.owner_partner_id,
+            action_id: self.action_id,
+            indicator: self.indicator,
+            value: self.value,
+            unit: self.unit,
+            statement: self.statement,
+            disaggregations,
+        })
+    }
+
+    pub fn from_domain(o: &domain::Outcome, content_hash: String, now: &str) -> Self {
+        OutcomeRow {
+            id: o.id.clone(),
+            owner_partner_id: o.owner.clone(),
+            action_id: o.action_id.clone(),
+            indicator: o.indicator.clone(),
+            measure: o.measure.as_str().into(),
+            value: o.value,
+            unit: o.unit.clone(),
+            statement: o.statement.clone(),
+            period_start: o.period_start.map(|d| d.to_string()),
+            period_end: o.period_end.map(|d| d.to_string()),
+            start_bound: lower_bound(o.period_start),
+            end_bound: upper_bound(o.period_end),
+            visibility: o.visibility.as_str().into(),
+            source: o.provenance.source.clone(),
+            source_ref: o.provenance.source_ref.clone(),
+            imported_at: now.into(),
+            updated_at: now.into(),
+            retired_at: None,
+            content_hash,
+            search_text: search_text(&[
+                Some(&o.indicator),
+                o.statement.as_deref(),
+                o.unit.as_deref(),
+            ]),
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = outcome_disaggregations)]
+pub struct DisaggregationRow {
+    pub outcome_id: String,
+    pub position: i32,
+    pub dimension: String,
+    pub category: String,
+    pub value: Option<f64>,
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = partnerships, treat_none_as_null = true)]
+pub struct PartnershipRow {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub action_id: Option<String>,
+    pub name: String,
+    pub description: Option<String>,
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    pub start_bound: Option<String>,
+    pub end_bound: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+    pub retired_at: Option<String>,
+    pub content_hash: String,
+    pub search_text: String,
+}
+
+impl PartnershipRow {
+    pub fn into_domain(self, members: Vec<domain::Member>) -> Result<domain::Partnership> {
+        Ok(domain::Partnership {
+            starts_on: date("start", self.starts_on)?,
+            ends_on: date("end", self.ends_on)?,
+            visibility: vocab(
+                "visibility",
+                &self.visibility,
+                domain::Visibility::from_stored,
+            )?,
+            provenance: Provenance {
+                source: self.source,
+                source_ref: self.source_ref,
+                imported_at: self.imported_at,
+                updated_at: self.updated_at,
+            },
+            id: self.id,
+            owner: self.owner_partner_id,
+            action_id: self.action_id,
+            name: self.name,
+            description: self.description,
+            members,
+        })
+    }
+
+    pub fn from_domain(p: &domain::Partnership, content_hash: String, now: &str) -> Self {
+        PartnershipRow {
+            id: p.id.clone(),
+            owner_partner_id: p.owner.clone(),
+            action_id: p.action_id.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            starts_on: p.starts_on.map(|d| d.to_string()),
+            ends_on: p.ends_on.map(|d| d.to_string()),
+            start_bound: lower_bound(p.starts_on),
+            end_bound: upper_bound(p.ends_on),
+            visibility: p.visibility.as_str().into(),
+            source: p.provenance.source.clone(),
+            source_ref: p.provenance.source_ref.clone(),
+            imported_at: now.into(),
+            updated_at: now.into(),
+            retired_at: None,
+            content_hash,
+            search_text: search_text(&[Some(&p.name), p.description.as_deref()]),
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = partnership_members)]
+pub struct MemberRow {
+    pub partnership_id: String,
+    pub position: i32,
+    pub actor_id: String,
+    pub role: String,
+}
+
+impl MemberRow {
+    pub fn into_domain(self) -> Result<domain::Member> {
+        Ok(domain::Member {
+            role: vocab(
+                "partnership role",
+                &self.role,
+                domain::PartnershipRole::from_stored,
+            )?,
+            actor_id: self.actor_id,
+        })
+    }
+}

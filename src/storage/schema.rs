@@ -1,0 +1,166 @@
+//! Diesel table definitions, written by hand to match `migrations/sqlite` and `migrations/postgres`.
+//! Every column type here exists on both backends, so one query serves both.
+
+diesel::table! {
+    partners (id) {
+        id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    actors (id) {
+        id -> Text,
+        owner_partner_id -> Text,
+        kind -> Text,
+        name -> Text,
+        acronym -> Nullable<Text>,
+        description -> Nullable<Text>,
+        website -> Nullable<Text>,
+        territory_code -> Nullable<Text>,
+        territory_name -> Nullable<Text>,
+        parent_actor_id -> Nullable<Text>,
+        visibility -> Text,
+        source -> Text,
+        source_ref -> Nullable<Text>,
+        imported_at -> Text,
+        updated_at -> Text,
+        retired_at -> Nullable<Text>,
+        content_hash -> Text,
+        search_text -> Text,
+    }
+}
+
+diesel::table! {
+    actions (id) {
+        id -> Text,
+        owner_partner_id -> Text,
+        kind -> Text,
+        title -> Text,
+        summary -> Nullable<Text>,
+        status -> Nullable<Text>,
+        starts_on -> Nullable<Text>,
+        ends_on -> Nullable<Text>,
+        start_bound -> Nullable<Text>,
+        end_bound -> Nullable<Text>,
+        sort_start -> Text,
+        schedule -> Nullable<Text>,
+        parent_action_id -> Nullable<Text>,
+        website -> Nullable<Text>,
+        visibility -> Text,
+        source -> Text,
+        source_ref -> Nullable<Text>,
+        imported_at -> Text,
+        updated_at -> Text,
+        retired_at -> Nullable<Text>,
+        content_hash -> Text,
+        search_text -> Text,
+    }
+}
+
+diesel::table! {
+    action_themes (action_id, theme) {
+        action_id -> Text,
+        theme -> Text,
+    }
+}
+
+diesel::table! {
+    action_places (action_id, position) {
+        action_id -> Text,
+        position -> Integer,
+        name -> Text,
+        level -> Text,
+        insee_code -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    outcomes (id) {
+        id -> Text,
+        owner_partner_id -> Text,
+        action_id -> Text,
+        indicator -> Text,
+        measure -> Text,
+        value -> Nullable<Double>,
+        unit -> Nullable<Text>,
+        statement -> Nullable<Text>,
+        period_start -> Nullable<Text>,
+        period_end -> Nullable<Text>,
+        start_bound -> Nullable<Text>,
+        end_bound -> Nullable<Text>,
+        visibility -> Text,
+        source -> Text,
+        source_ref -> Nullable<Text>,
+        imported_at -> Text,
+        updated_at -> Text,
+        retired_at -> Nullable<Text>,
+        content_hash -> Text,
+        search_text -> Text,
+    }
+}
+
+diesel::table! {
+    outcome_disaggregations (outcome_id, position) {
+        outcome_id -> Text,
+        position -> Integer,
+        dimension -> Text,
+        category -> Text,
+        value -> Nullable<Double>,
+    }
+}
+
+diesel::table! {
+    partnerships (id) {
+        id -> Text,
+        owner_partner_id -> Text,
+        action_id -> Nullable<Text>,
+        name -> Text,
+        description -> Nullable<Text>,
+        starts_on -> Nullable<Text>,
+        ends_on -> Nullable<Text>,
+        start_bound -> Nullable<Text>,
+        end_bound -> Nullable<Text>,
+        visibility -> Text,
+        source -> Text,
+        source_ref -> Nullable<Text>,
+        imported_at -> Text,
+        updated_at -> Text,
+        retired_at -> Nullable<Text>,
+        content_hash -> Text,
+        search_text -> Text,
+    }
+}
+
+diesel::table! {
+    partnership_members (partnership_id, position) {
+        partnership_id -> Text,
+        position -> Integer,
+        actor_id -> Text,
+        role -> Text,
+    }
+}
+
+diesel::joinable!(actors -> partners (owner_partner_id));
+diesel::joinable!(actions -> partners (owner_partner_id));
+diesel::joinable!(action_themes -> actions (action_id));
+diesel::joinable!(action_places -> actions (action_id));
+diesel::joinable!(outcomes -> actions (action_id));
+diesel::joinable!(outcome_disaggregations -> outcomes (outcome_id));
+diesel::joinable!(partnerships -> actions (action_id));
+diesel::joinable!(partnership_members -> partnerships (partnership_id));
+diesel::joinable!(partnership_members -> actors (actor_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    partners,
+    actors,
+    actions,
+    action_themes,
+    action_places,
+    outcomes,
+    outcome_disaggregations,
+    partnerships,
+    partnership_members,
+);

@@ -1,0 +1,460 @@
+//! Writes. Every record goes through `upsert_*`: validated, checked against what the writer may
+//! reference, then written with its child rows in one transaction. Writing the same content
+//! again changes nothing (not even `updated_at`), so seeds, imports and retried client writes are
+//! idempotent. A record id owned by another partner is refused.
+
+use std::fmt::Debug;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use sha2::{Digest, Sha256};
+
+use super::rows::*;
+use super::schema::*;
+use super::visibility::visible_to;
+use super::AnyConnection;
+use crate::domain::{self, write as check, RowFilter};
+use crate::error::{Error, FieldError, Result};
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WriteEffect {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// A digest of a record's content, provenance timestamps left out.
+fn fingerprint<T: Debug>(record: &T) -> String {
+    let digest = Sha256::digest(format!("{record:?}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn blank_times(p: &domain::Provenance) -> domain::Provenance {
+    domain::Provenance {
+        imported_at: String::new(),
+        updated_at: String::new(),
+        ..p.clone()
+    }
+}
+
+/// What is stored under an id already.
+struct Existing {
+    owner: String,
+    hash: String,
+    imported_at: String,
+    retired: bool,
+}
+
+fn decide(
+    existing: Option<Existing>,
+    owner: &str,
+    hash: &str,
+) -> Result<(WriteEffect, Option<String>)> {
+    match existing {
+        None => Ok((WriteEffect::Created, None)),
+        Some(e) if e.owner != owner => Err(Error::Forbidden(
+            "this id belongs to another partner's record".into(),
+        )),
+        Some(e) if e.hash == hash && !e.retired => Ok((WriteEffect::Unchanged, None)),
+        Some(e) => Ok((WriteEffect::Updated, Some(e.imported_at))),
+    }
+}
+
+/// Runs `f` in a transaction, once more if a concurrent writer inserted the same id first.
+fn in_transaction<T>(
+    conn: &mut AnyConnection,
+    mut f: impl FnMut(&mut AnyConnection) -> Result<T>,
+) -> Result<T> {
+    match conn.transaction(&mut f) {
+        Err(Error::Internal(e))
+            if matches!(
+                e.downcast_ref::<DieselError>(),
+                Some(DieselError::DatabaseError(
+                    DatabaseErrorKind::UniqueViolation,
+                    _
+                ))
+            ) =>
+        {
+            conn.transaction(f)
+        }
+        other => other,
+    }
+}
+
+fn unknown(field: &str, what: &str) -> Error {
+    Error::Invalid(vec![FieldError::new(
+        field,
+        format!("no {what} with this id that you may reference"),
+    )])
+}
+
+fn partner_exists(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    let n: i64 = partners::table
+        .filter(partners::id.eq(id))
+        .count()
+        .get_result(conn)?;
+    if n == 0 {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "owner",
+            format!("unknown partner `{id}`"),
+        )]));
+    }
+    Ok(())
+}
+
+/// Registers a partner, or updates its name and description.
+pub fn upsert_partner(
+    conn: &mut AnyConnection,
+    p: &domain::Partner,
+    now: &str,
+) -> Result<WriteEffect> {
+    in_transaction(conn, |c| {
+        let existing: Option<(String, Option<String>)> = partners::table
+            .find(&p.id)
+            .select((partners::name, partners::description))
+            .first(c)
+            .optional()?;
+        match existing {
+            None => {
+                diesel::insert_into(partners::table)
+                    .values(PartnerRow {
+                        id: p.id.clone(),
+                        name: p.name.clone(),
+                        description: p.description.clone(),
+                        created_at: now.into(),
+                    })
+                    .execute(c)?;
+                Ok(WriteEffect::Created)
+            }
+            Some((name, description)) if name == p.name && description == p.description => {
+                Ok(WriteEffect::Unchanged)
+            }
+            Some(_) => {
+                diesel::update(partners::table.find(&p.id))
+                    .set((
+                        partners::name.eq(&p.name),
+                        partners::description.eq(&p.description),
+                    ))
+                    .execute(c)?;
+                Ok(WriteEffect::Updated)
+            }
+        }
+    })
+}
+
+pub fn upsert_actor(
+    conn: &mut AnyConnection,
+    writer: &RowFilter,
+    a: &domain::Actor,
+    now: &str,
+) -> Result<WriteEffect> {
+    check::validate_actor(a)?;
+    let hash = fingerprint(&domain::Actor {
+        provenance: blank_times(&a.provenance),
+        ..a.clone()
+    });
+    in_transaction(conn, |c| {
+        partner_exists(c, &a.owner)?;
+        if let Some(parent) = &a.parent_actor_id {
+            let n: i64 = actors::table
+                .filter(visible_to!(actors, writer))
+                .filter(actors::id.eq(parent))
+                .count()
+                .get_result(c)?;
+            if n == 0 {
+                return Err(unknown("parentActorId", "actor"));
+            }
+        }
+        let existing = actors::table
+            .find(&a.id)
+            .select((
+                actors::owner_partner_id,
+                actors::content_hash,
+                actors::imported_at,
+                actors::retired_at,
+            ))
+            .first::<(String, String, String, Option<String>)>(c)
+            .optional()?
+            .map(|(owner, hash, imported_at, retired)| Existing {
+                owner,
+                hash,
+                imported_at,
+                retired: retired.is_some(),
+            });
+        let (effect, imported_at) = decide(existing, &a.owner, &hash)?;
+        let mut row = ActorRow::from_domain(a, hash.clone(), now);
+        match effect {
+            WriteEffect::Created => {
+                diesel::insert_into(actors::table).values(&row).execute(c)?;
+            }
+            WriteEffect::Updated => {
+                row.imported_at = imported_at.unwrap_or_else(|| now.into());
+                diesel::update(actors::table.find(&a.id))
+                    .set(&row)
+                    .execute(c)?;
+            }
+            WriteEffect::Unchanged => {}
+        }
+        Ok(effect)
+    })
+}
+
+pub fn upsert_action(
+    conn: &mut AnyConnection,
+    writer: &RowFilter,
+    a: &domain::Action,
+    now: &str,
+) -> Result<WriteEffect> {
+    check::validate_action(a)?;
+    let hash = fingerprint(&domain::Action {
+        provenance: blank_times(&a.provenance),
+        ..a.clone()
+    });
+    in_transaction(conn, |c| {
+        partner_exists(c, &a.owner)?;
+        if let Some(parent) = &a.parent_action_id {
+            let n: i64 = actions::table
+                .filter(visible_to!(actions, writer))
+                .filter(actions::id.eq(parent))
+                .count()
+                .get_result(c)?;
+            if n == 0 {
+                return Err(unknown("parentActionId", "action"));
+            }
+        }
+        let existing = actions::table
+            .find(&a.id)
+            .select((
+                actions::owner_partner_id,
+                actions::content_hash,
+                actions::imported_at,
+                actions::retired_at,
+            ))
+            .first::<(String, String, String, Option<String>)>(c)
+            .optional()?
+            .map(|(owner, hash, imported_at, retired)| Existing {
+                owner,
+                hash,
+                imported_at,
+                retired: retired.is_some(),
+            });
+        let (effect, imported_at) = decide(existing, &a.owner, &hash)?;
+        let mut row = ActionRow::from_domain(a, hash.clone(), now);
+        match effect {
+            WriteEffect::Created => {
+                diesel::insert_into(actions::table)
+                    .values(&row)
+                    .execute(c)?;
+            }
+            WriteEffect::Updated => {
+                row.imported_at = imported_at.unwrap_or_else(|| now.into());
+                diesel::update(actions::table.find(&a.id))
+                    .set(&row)
+                    .execute(c)?;
+                diesel::delete(action_themes::table.filter(action_themes::action_id.eq(&a.id)))
+                    .execute(c)?;
+                diesel::delete(action_places::table.filter(action_places::action_id.eq(&a.id)))
+                    .execute(c)?;
+            }
+            WriteEffect::Unchanged => return Ok(effect),
+        }
+        let mut themes = a.themes.clone();
+        themes.sort();
+        themes.dedup();
+        for theme in themes {
+            diesel::insert_into(action_themes::table)
+                .values(ThemeRow {
+                    action_id: a.id.clone(),
+                    theme,
+                })
+                .execute(c)?;
+        }
+        for (i, p) in a.places.iter().enumerate() {
+            diesel::insert_into(action_places::table)
+                .values(PlaceRow {
+                    action_id: a.id.clone(),
+                    position: i as i32,
+                    name: p.name.clone(),
+                    level: p.level.as_str().into(),
+                    insee_code: p.insee_code.clone(),
+                })
+                .execute(c)?;
+        }
+        Ok(effect)
+    })
+}
+
+pub fn upsert_outcome(
+    conn: &mut AnyConnection,
+    writer: &RowFilter,
+    o: &domain::Outcome,
+    now: &str,
+) -> Result<WriteEffect> {
+    check::validate_outcome(o)?;
+    let hash = fingerprint(&domain::Outcome {
+        provenance: blank_times(&o.provenance),
+        ..o.clone()
+    });
+    in_transaction(conn, |c| {
+        partner_exists(c, &o.owner)?;
+        // Outcomes report on the owner's own actions.
+        let n: i64 = actions::table
+            .filter(visible_to!(actions, writer))
+            .filter(actions::id.eq(&o.action_id))
+            .filter(actions::owner_partner_id.eq(&o.owner))
+            .count()
+            .get_result(c)?;
+        if n == 0 {
+            return Err(unknown("actionId", "action of yours"));
+        }
+        let existing = outcomes::table
+            .find(&o.id)
+            .select((
+                outcomes::owner_partner_id,
+                outcomes::content_hash,
+                outcomes::imported_at,
+                outcomes::retired_at,
+            ))
+            .first::<(String, String, String, Option<String>)>(c)
+            .optional()?
+            .map(|(owner, hash, imported_at, retired)| Existing {
+                owner,
+                hash,
+                imported_at,
+                retired: retired.is_some(),
+            });
+        let (effect, imported_at) = decide(existing, &o.owner, &hash)?;
+        let mut row = OutcomeRow::from_domain(o, hash.clone(), now);
+        match effect {
+            WriteEffect::Created => {
+                diesel::insert_into(outcomes::table)
+                    .values(&row)
+                    .execute(c)?;
+            }
+            WriteEffect::Updated => {
+                row.imported_at = imported_at.unwrap_or_else(|| now.into());
+                diesel::update(outcomes::table.find(&o.id))
+                    .set(&row)
+                    .execute(c)?;
+                diesel::delete(
+                    outcome_disaggregations::table
+                        .filter(outcome_disaggregations::outcome_id.eq(&o.id)),
+                )
+                .execute(c)?;
+            }
+            WriteEffect::Unchanged => return Ok(effect),
+        }
+        for (i, d) in o.disaggregations.iter().enumerate() {
+            diesel::insert_into(outcome_disaggregations::table)
+                .values(DisaggregationRow {
+                    outcome_id: o.id.clone(),
+                    position: i as i32,
+                    dimension: d.dimension.clone(),
+                    category: d.category.clone(),
+                    value: d.value,
+                })
+                .execute(c)?;
+        }
+        Ok(effect)
+    })
+}
+
+pub fn upsert_partnership(
+    conn: &mut AnyConnection,
+    writer: &RowFilter,
+    p: &domain::Partnership,
+    now: &str,
+) -> Result<WriteEffect> {
+    check::validate_partnership(p)?;
+    let hash = fingerprint(&domain::Partnership {
+        provenance: blank_times(&p.provenance),
+        ..p.clone()
+    });
+    in_transaction(conn, |c| {
+        partner_exists(c, &p.owner)?;
+        if let Some(action) = &p.action_id {
+            let n: i64 = actions::table
+                .filter(visible_to!(actions, writer))
+                .filter(actions::id.eq(action))
+                .filter(actions::owner_partner_id.eq(&p.owner))
+                .count()
+                .get_result(c)?;
+            if n == 0 {
+                return Err(unknown("actionId", "action of yours"));
+            }
+        }
+        let mut member_ids: Vec<&String> = p.members.iter().map(|m| &m.actor_id).collect();
+        member_ids.sort();
+        member_ids.dedup();
+        let found: Vec<String> = actors::table
+            .filter(visible_to!(actors, writer))
+            .filter(actors::id.eq_any(&member_ids))
+            .select(actors::id)
+            .load(c)?;
+        let missing: Vec<FieldError> = p
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !found.contains(&m.actor_id))
+            .map(|(i, _)| {
+                FieldError::new(
+                    format!("members[{i}].actorId"),
+                    "no actor with this id that you may reference",
+                )
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Invalid(missing));
+        }
+        let existing = partnerships::table
+            .find(&p.id)
+            .select((
+                partnerships::owner_partner_id,
+                partnerships::content_hash,
+                partnerships::imported_at,
+                partnerships::retired_at,
+            ))
+            .first::<(String, String, String, Option<String>)>(c)
+            .optional()?
+            .map(|(owner, hash, imported_at, retired)| Existing {
+                owner,
+                hash,
+                imported_at,
+                retired: retired.is_some(),
+            });
+        let (effect, imported_at) = decide(existing, &p.owner, &hash)?;
+        let mut row = PartnershipRow::from_domain(p, hash.clone(), now);
+        match effect {
+            WriteEffect::Created => {
+                diesel::insert_into(partnerships::table)
+                    .values(&row)
+                    .execute(c)?;
+            }
+            WriteEffect::Updated => {
+                row.imported_at = imported_at.unwrap_or_else(|| now.into());
+                diesel::update(partnerships::table.find(&p.id))
+                    .set(&row)
+                    .execute(c)?;
+                diesel::delete(
+                    partnership_members::table
+                        .filter(partnership_members::partnership_id.eq(&p.id)),
+                )
+                .execute(c)?;
+            }
+            WriteEffect::Unchanged => return Ok(effect),
+        }
+        for (i, m) in p.members.iter().enumerate() {
+            diesel::insert_into(partnership_members::table)
+                .values(MemberRow {
+                    partnership_id: p.id.clone(),
+                    position: i as i32,
+                    actor_id: m.actor_id.clone(),
+                    role: m.role.as_str().into(),
+                })
+                .execute(c)?;
+        }
+        Ok(effect)
+    })
+}
