@@ -1,0 +1,212 @@
+//! The test harness: starts the real app (router, store, migrations) on a random loopback port
+//! with a fresh database, SQLite file or PostgreSQL database, and speaks HTTP to it.
+//!
+//! PostgreSQL tests use `PASSERELLE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) to create one database per test. When the
+//! server cannot be reached they are skipped with a message, except under `CI=true`, where they
+//! fail.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use diesel::{Connection, RunQueryDsl};
+use passerelle::app::App;
+use passerelle::config::Config;
+use passerelle::storage::DatabaseUrl;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares each listed `async fn NAME(app: TestApp)` as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite).await {
+                        super::$name(app).await
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await {
+                        super::$name(app).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A fresh database, removed when dropped.
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub fn create(backend: Backend) -> Option<(TestDb, String)> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("passerelle.db").display());
+                Some((TestDb::Sqlite(dir), url))
+            }
+            Backend::Postgres => {
+                let admin_url = std::env::var("PASSERELLE_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                let mut admin = match diesel::PgConnection::establish(&admin_url) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if std::env::var("CI").is_ok_and(|v| v == "true") {
+                            panic!("PostgreSQL is required under CI=true but {admin_url} is unreachable: {e}");
+                        }
+                        eprintln!("SKIPPED: PostgreSQL unreachable at {admin_url} ({e}); set CI=true to make this fail");
+                        return None;
+                    }
+                };
+                let name = format!("passerelle_test_{}", uuid::Uuid::new_v4().simple());
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .unwrap();
+                let url = replace_db_name(&admin_url, &name);
+                Some((TestDb::Postgres { admin_url, name }, url))
+            }
+        }
+    }
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Off the async runtime: a plain thread with its own connection.
+            let _ = std::thread::spawn(move || {
+                if let Ok(mut c) = diesel::PgConnection::establish(&admin_url) {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut c);
+                }
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub backend: Backend,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    // Last: the pool is dropped before the database is.
+    db: TestDb,
+}
+
+impl TestApp {
+    /// Starts the app on a fresh, migrated, empty database.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts the app with a configuration adjusted by `adjust`.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let (db, database_url) = TestDb::create(backend)?;
+        let mut config = Config::default();
+        config.database_url = DatabaseUrl::from_str(&database_url).unwrap();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.shutdown_grace_secs = 5;
+        adjust(&mut config);
+        let app = App::start(config).await.map_err(|e| e.message()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(passerelle::http::serve(app.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        Some(TestApp {
+            addr,
+            app,
+            backend,
+            database_url,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+            db,
+        })
+    }
+
+    /// Loads the demo data through the same path as `passerelle seed`.
+    pub async fn seed(&self) -> passerelle::domain::seed::LoadReport {
+        passerelle::domain::seed::load_demo(&self.app.store, passerelle::app::now())
+            .await
+            .map_err(|e| e.message())
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a GraphQL query and returns the whole JSON response.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let res = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        res.json().await.unwrap()
+    }
+
+    /// POSTs a GraphQL query that must succeed and returns its `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let body = self.graphql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+        body["data"].clone()
+    }
+
+    /// SQL statements sent so far by this app's pool.
+    pub fn statements(&self) -> u64 {
+        self.app.store.statements().get()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// The first error's `extensions.code`.
+pub fn error_code(body: &Value) -> String {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
