@@ -252,6 +252,8 @@ impl ActionQueries {
         let rows = rc
             .read(move |c, rf| queries::actions_page(c, rf, &q, sort, &page))
             .await?;
+        let in_page: Vec<domain::Action> = rows.iter().take(size).map(|(_, a)| a.clone()).collect();
+        super::prefetch::actions(ctx, rc, &in_page).await?;
         Ok(ActionConnection::new(rows, size, query, |a| &a.id, Action))
     }
 

@@ -1,8 +1,9 @@
 //! What every resolver may use: the request's viewer and its row filter, the store, the page
 //! limits and this request's DataLoaders. Built once per request by the HTTP layer; loaders are
-//! never shared between requests, so nothing one caller loaded can reach another.
+//! never shared between requests, so nothing one caller loaded can reach another. Their caches
+//! live as long as the request.
 
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::Context;
 
 use super::loaders::*;
@@ -20,15 +21,15 @@ pub struct RequestContext {
 }
 
 pub struct Loaders {
-    pub partner: DataLoader<PartnerById>,
-    pub actor: DataLoader<ActorById>,
-    pub action: DataLoader<ActionById>,
-    pub outcome: DataLoader<OutcomeById>,
-    pub partnership: DataLoader<PartnershipById>,
-    pub outcomes_of_action: DataLoader<OutcomesByAction>,
-    pub partnerships_of_action: DataLoader<PartnershipsByAction>,
-    pub partnerships_of_actor: DataLoader<PartnershipsByActor>,
-    pub sub_actions: DataLoader<SubActions>,
+    pub partner: DataLoader<PartnerById, HashMapCache>,
+    pub actor: DataLoader<ActorById, HashMapCache>,
+    pub action: DataLoader<ActionById, HashMapCache>,
+    pub outcome: DataLoader<OutcomeById, HashMapCache>,
+    pub partnership: DataLoader<PartnershipById, HashMapCache>,
+    pub outcomes_of_action: DataLoader<OutcomesByAction, HashMapCache>,
+    pub partnerships_of_action: DataLoader<PartnershipsByAction, HashMapCache>,
+    pub partnerships_of_actor: DataLoader<PartnershipsByActor, HashMapCache>,
+    pub sub_actions: DataLoader<SubActions, HashMapCache>,
 }
 
 impl RequestContext {
@@ -39,21 +40,19 @@ impl RequestContext {
             rows: rows.clone(),
         };
         let loaders = Loaders {
-            partner: DataLoader::new(PartnerById(scope.clone()), tokio::spawn),
-            actor: DataLoader::new(ActorById(scope.clone()), tokio::spawn),
-            action: DataLoader::new(ActionById(scope.clone()), tokio::spawn),
-            outcome: DataLoader::new(OutcomeById(scope.clone()), tokio::spawn),
-            partnership: DataLoader::new(PartnershipById(scope.clone()), tokio::spawn),
-            outcomes_of_action: DataLoader::new(OutcomesByAction(scope.clone()), tokio::spawn),
-            partnerships_of_action: DataLoader::new(
-                PartnershipsByAction(scope.clone()),
+            partner: loader(PartnerById(scope.clone())),
+            actor: loader(ActorById(scope.clone())),
+            action: loader(ActionById(scope.clone())),
+            outcome: loader(OutcomeById(scope.clone())),
+            partnership: loader(PartnershipById(scope.clone())),
+            outcomes_of_action: loader(OutcomesByAction(scope.clone())),
+            partnerships_of_action: loader(PartnershipsByAction(scope.clone())),
+            partnerships_of_actor: loader(PartnershipsByActor(scope.clone())),
+            sub_actions: DataLoader::with_cache(
+                SubActions(scope),
                 tokio::spawn,
+                HashMapCache::default(),
             ),
-            partnerships_of_actor: DataLoader::new(
-                PartnershipsByActor(scope.clone()),
-                tokio::spawn,
-            ),
-            sub_actions: DataLoader::new(SubActions(scope), tokio::spawn),
         };
         RequestContext {
             viewer,
@@ -73,6 +72,10 @@ impl RequestContext {
         let rows = self.rows.clone();
         self.store.run(move |conn| f(conn, &rows)).await
     }
+}
+
+fn loader<T: async_graphql::dataloader::Loader<String>>(l: T) -> DataLoader<T, HashMapCache> {
+    DataLoader::with_cache(l, tokio::spawn, HashMapCache::default())
 }
 
 /// The request context, or an internal error if the HTTP layer did not attach one.

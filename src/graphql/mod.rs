@@ -14,6 +14,7 @@ pub mod outcomes;
 pub mod pagination;
 pub mod partners;
 pub mod partnerships;
+pub mod prefetch;
 
 use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Object, Schema};
 

@@ -70,6 +70,9 @@ impl Store {
         let pool = Pool::builder()
             .max_size(max)
             .min_idle(Some(1))
+            // A broken connection is noticed by `has_broken`; a ping per checkout would double
+            // the statements of every request.
+            .test_on_check_out(false)
             .connection_timeout(options.connect_timeout)
             .build(manager)
             .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))?;

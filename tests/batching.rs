@@ -1,0 +1,112 @@
+//! Resolvers batch their reads: the SQL statements a page costs do not grow with its size.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::records::*;
+use common::TestApp;
+use passerelle::domain::Visibility;
+use passerelle::storage::writes;
+use serde_json::json;
+
+const DASHBOARD: &str = r#"
+query($first: Int!) {
+  actions(first: $first, filter: { partners: ["bulk"] }) {
+    nodes {
+      title places { name } themes
+      outcomes { indicator value disaggregations { value } }
+      partners { role actor { name } }
+      partnerships { name members { role actor { name } } }
+      parent { title }
+      owner { name }
+    }
+    pageInfo { hasNextPage }
+  }
+}"#;
+
+async fn statements_per_page_do_not_grow_with_page_size(app: TestApp) {
+    app.app
+        .store
+        .run(|c| {
+            let w = writer("bulk");
+            writes::upsert_partner(c, &partner("bulk"), "t")?;
+            for a in 0..5 {
+                writes::upsert_actor(
+                    c,
+                    &w,
+                    &actor(&format!("bulk-actor-{a}"), "bulk", Visibility::Public),
+                    "t",
+                )?;
+            }
+            writes::upsert_action(
+                c,
+                &w,
+                &action("bulk-programme", "bulk", Visibility::Public),
+                "t",
+            )?;
+            for i in 0..120 {
+                let mut a = action(&format!("bulk-action-{i:03}"), "bulk", Visibility::Public);
+                a.parent_action_id = Some("bulk-programme".into());
+                writes::upsert_action(c, &w, &a, "t")?;
+                for o in 0..2 {
+                    writes::upsert_outcome(
+                        c,
+                        &w,
+                        &outcome(
+                            &format!("bulk-outcome-{i}-{o}"),
+                            "bulk",
+                            &a.id,
+                            Visibility::Public,
+                        ),
+                        "t",
+                    )?;
+                }
+                let members = [
+                    format!("bulk-actor-{}", i % 5),
+                    format!("bulk-actor-{}", (i + 1) % 5),
+                ];
+                let members: Vec<&str> = members.iter().map(String::as_str).collect();
+                writes::upsert_partnership(
+                    c,
+                    &w,
+                    &partnership(
+                        &format!("bulk-ps-{i}"),
+                        "bulk",
+                        Some(&a.id),
+                        &members,
+                        Visibility::Public,
+                    ),
+                    "t",
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+
+    let mut costs = Vec::new();
+    for first in [10, 100] {
+        let before = app.statements();
+        let data = app.data(DASHBOARD, json!({ "first": first })).await;
+        costs.push(app.statements() - before);
+        let nodes = data["actions"]["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), first);
+        assert!(nodes
+            .iter()
+            .all(|n| n["outcomes"].as_array().unwrap().len() == 2
+                || n["title"] == "Action bulk-programme"));
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements for 10 and 100 actions: {costs:?}"
+    );
+    assert!(
+        costs[0] <= 15,
+        "a dashboard page should cost a handful of statements, not {}",
+        costs[0]
+    );
+}
+
+backend_tests!(statements_per_page_do_not_grow_with_page_size);

@@ -1,0 +1,348 @@
+//! The write path and the visibility policy, on both backends: validation, atomicity,
+//! idempotency, ownership, and rows that anonymous callers must never reach.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::records::*;
+use common::TestApp;
+use passerelle::domain::Visibility;
+use passerelle::error::Error;
+use passerelle::storage::writes::{self, WriteEffect};
+use serde_json::{json, Value};
+
+async fn setup_partners(app: &TestApp, ids: &[&str]) {
+    let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    app.app
+        .store
+        .run(move |c| {
+            for id in &ids {
+                writes::upsert_partner(c, &partner(id), "2026-01-01T00:00:00Z")?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+}
+
+async fn writes_are_validated_field_by_field(app: TestApp) {
+    setup_partners(&app, &["p1"]).await;
+    let mut bad = action("bad id!", "p1", Visibility::Public);
+    bad.title = "  ".into();
+    bad.starts_on = "2021".parse().ok();
+    bad.ends_on = "2020".parse().ok();
+    bad.themes = vec!["Not A Slug".into()];
+    bad.places[0].insee_code = Some("123456".into());
+    let err = app
+        .app
+        .store
+        .run(move |c| writes::upsert_action(c, &writer("p1"), &bad, "t"))
+        .await
+        .unwrap_err();
+    let Error::Invalid(fields) = err else {
+        panic!("expected field errors, got {}", err.code())
+    };
+    let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(
+        names,
+        ["id", "title", "endsOn", "themes[0]", "places[0].inseeCode"]
+    );
+}
+
+async fn a_failed_write_leaves_nothing_behind(app: TestApp) {
+    setup_partners(&app, &["p1"]).await;
+    let result = app
+        .app
+        .store
+        .run(|c| {
+            writes::upsert_actor(
+                c,
+                &writer("p1"),
+                &actor("a1", "p1", Visibility::Public),
+                "t",
+            )?;
+            writes::upsert_action(
+                c,
+                &writer("p1"),
+                &action("x1", "p1", Visibility::Public),
+                "t",
+            )?;
+            // The second member does not exist: the whole partnership is refused.
+            writes::upsert_partnership(
+                c,
+                &writer("p1"),
+                &partnership(
+                    "ps1",
+                    "p1",
+                    Some("x1"),
+                    &["a1", "ghost"],
+                    Visibility::Public,
+                ),
+                "t",
+            )
+        })
+        .await;
+    let Err(Error::Invalid(fields)) = result else {
+        panic!("expected a field error")
+    };
+    assert_eq!(fields[0].field, "members[1].actorId");
+    let data = app
+        .data(
+            "{ partnerships { totalCount } actors { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["partnerships"]["totalCount"], 0);
+    assert_eq!(data["actors"]["totalCount"], 1);
+}
+
+async fn retried_writes_change_nothing_and_updates_keep_their_history(app: TestApp) {
+    setup_partners(&app, &["p1"]).await;
+    let first = action("x1", "p1", Visibility::Public);
+    let again = first.clone();
+    let effects = app
+        .app
+        .store
+        .run(move |c| {
+            Ok((
+                writes::upsert_action(c, &writer("p1"), &first, "2026-01-01T00:00:00Z")?,
+                writes::upsert_action(c, &writer("p1"), &again, "2026-01-02T00:00:00Z")?,
+            ))
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!(effects, (WriteEffect::Created, WriteEffect::Unchanged));
+    let mut changed = action("x1", "p1", Visibility::Public);
+    changed.title = "Renamed".into();
+    changed.themes = vec!["other".into()];
+    let effect = app
+        .app
+        .store
+        .run(move |c| writes::upsert_action(c, &writer("p1"), &changed, "2026-01-03T00:00:00Z"))
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!(effect, WriteEffect::Updated);
+    let data = app
+        .data(
+            "{ actions { nodes { title themes provenance { importedAt updatedAt } } } }",
+            json!({}),
+        )
+        .await;
+    let a = &data["actions"]["nodes"][0];
+    assert_eq!(a["title"], "Renamed");
+    assert_eq!(a["themes"], json!(["other"]));
+    assert_eq!(a["provenance"]["importedAt"], "2026-01-01T00:00:00Z");
+    assert_eq!(a["provenance"]["updatedAt"], "2026-01-03T00:00:00Z");
+}
+
+async fn a_partner_cannot_overwrite_another_partners_record(app: TestApp) {
+    setup_partners(&app, &["p1", "p2"]).await;
+    let err = app
+        .app
+        .store
+        .run(|c| {
+            writes::upsert_action(
+                c,
+                &writer("p1"),
+                &action("x1", "p1", Visibility::Private),
+                "t",
+            )?;
+            writes::upsert_action(
+                c,
+                &writer("p2"),
+                &action("x1", "p2", Visibility::Public),
+                "t",
+            )
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "FORBIDDEN");
+    // Nor reference a record it may not see.
+    let err = app
+        .app
+        .store
+        .run(|c| {
+            writes::upsert_outcome(
+                c,
+                &writer("p2"),
+                &outcome("o1", "p2", "x1", Visibility::Public),
+                "t",
+            )
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "BAD_USER_INPUT");
+}
+
+/// Public rows of p1, and rows of every visibility that anonymous callers must not reach.
+async fn mixed_visibility(app: &TestApp) {
+    setup_partners(app, &["p1"]).await;
+    app.app
+        .store
+        .run(|c| {
+            let w = writer("p1");
+            writes::upsert_actor(c, &w, &actor("a-public", "p1", Visibility::Public), "t")?;
+            writes::upsert_actor(c, &w, &actor("a-private", "p1", Visibility::Private), "t")?;
+            writes::upsert_action(c, &w, &action("x-public", "p1", Visibility::Public), "t")?;
+            writes::upsert_action(
+                c,
+                &w,
+                &action("x-partners", "p1", Visibility::Partners),
+                "t",
+            )?;
+            let mut child = action("x-private-child", "p1", Visibility::Private);
+            child.parent_action_id = Some("x-public".into());
+            writes::upsert_action(c, &w, &child, "t")?;
+            writes::upsert_outcome(
+                c,
+                &w,
+                &outcome("o-public", "p1", "x-public", Visibility::Public),
+                "t",
+            )?;
+            writes::upsert_outcome(
+                c,
+                &w,
+                &outcome("o-private", "p1", "x-public", Visibility::Private),
+                "t",
+            )?;
+            // A public outcome of a hidden action is hidden with its action.
+            writes::upsert_outcome(
+                c,
+                &w,
+                &outcome("o-orphan", "p1", "x-partners", Visibility::Public),
+                "t",
+            )?;
+            writes::upsert_partnership(
+                c,
+                &w,
+                &partnership(
+                    "ps-public",
+                    "p1",
+                    Some("x-public"),
+                    &["a-public", "a-private"],
+                    Visibility::Public,
+                ),
+                "t",
+            )?;
+            writes::upsert_partnership(
+                c,
+                &w,
+                &partnership(
+                    "ps-private",
+                    "p1",
+                    Some("x-public"),
+                    &["a-public"],
+                    Visibility::Private,
+                ),
+                "t",
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+}
+
+fn local_ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["localId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn anonymous_callers_reach_public_rows_only_on_every_path(app: TestApp) {
+    mixed_visibility(&app).await;
+    let lists = app
+        .data(
+            "{ actors { totalCount nodes { localId } } actions { totalCount nodes { localId } }
+               outcomes { totalCount nodes { localId } } partnerships { totalCount nodes { localId } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(local_ids(&lists["actors"]["nodes"]), ["a-public"]);
+    assert_eq!(local_ids(&lists["actions"]["nodes"]), ["x-public"]);
+    assert_eq!(local_ids(&lists["outcomes"]["nodes"]), ["o-public"]);
+    assert_eq!(local_ids(&lists["partnerships"]["nodes"]), ["ps-public"]);
+    for kind in ["actors", "actions", "outcomes", "partnerships"] {
+        assert_eq!(lists[kind]["totalCount"], 1, "{kind}");
+    }
+
+    // Nested relations.
+    let nested = app
+        .data(
+            r#"{ actions { nodes { outcomes { localId } subActions { localId } partnerships { localId members { actor { localId } } }
+                 partners { actor { localId } } } }
+                 actors { nodes { partnerships { localId } actions { localId } } } }"#,
+            json!({}),
+        )
+        .await;
+    let x = &nested["actions"]["nodes"][0];
+    assert_eq!(local_ids(&x["outcomes"]), ["o-public"]);
+    assert_eq!(local_ids(&x["subActions"]), Vec::<String>::new());
+    assert_eq!(local_ids(&x["partnerships"]), ["ps-public"]);
+    assert_eq!(
+        x["partnerships"][0]["members"],
+        json!([{ "actor": { "localId": "a-public" } }])
+    );
+    assert_eq!(
+        x["partners"],
+        json!([{ "actor": { "localId": "a-public" } }])
+    );
+    assert_eq!(
+        local_ids(&nested["actors"]["nodes"][0]["partnerships"]),
+        ["ps-public"]
+    );
+
+    // node(id:) and typed lookups of hidden rows are null, exactly as for rows that do not exist.
+    use base64::Engine;
+    let gid = |kind: &str, id: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
+    };
+    for (kind, id) in [
+        ("Actor", "a-private"),
+        ("Action", "x-partners"),
+        ("Action", "x-private-child"),
+        ("Outcome", "o-private"),
+        ("Outcome", "o-orphan"),
+        ("Partnership", "ps-private"),
+    ] {
+        let data = app
+            .data(
+                "query($id: ID!) { node(id: $id) { id } }",
+                json!({ "id": gid(kind, id) }),
+            )
+            .await;
+        assert_eq!(data["node"], Value::Null, "{kind} {id}");
+    }
+    let typed = app
+        .data(
+            "query($id: ID!) { action(id: $id) { id } }",
+            json!({ "id": gid("Action", "x-partners") }),
+        )
+        .await;
+    assert_eq!(typed["action"], Value::Null);
+    // Filters cannot be used to probe hidden rows either.
+    let probe = app
+        .data(
+            r#"{ actions(filter: { partners: ["p1"], statuses: [ACTIVE] }) { totalCount } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(probe["actions"]["totalCount"], 1);
+}
+
+backend_tests!(
+    writes_are_validated_field_by_field,
+    a_failed_write_leaves_nothing_behind,
+    retried_writes_change_nothing_and_updates_keep_their_history,
+    a_partner_cannot_overwrite_another_partners_record,
+    anonymous_callers_reach_public_rows_only_on_every_path,
+);
