@@ -116,7 +116,8 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let mut from_env = Vec::new();
+        // Which environment variable set each key, to name it in errors.
+        let mut from_env = std::collections::HashMap::new();
         for (name, value) in env {
             let key = if name == "DATABASE_URL" {
                 "database_url".to_owned()
@@ -129,19 +130,23 @@ impl Config {
                 continue;
             };
             table.insert(key.clone(), env_value(&value));
-            from_env.push(format!("{name}={value}"));
+            from_env.insert(key, name);
         }
         let config: Config =
-            table
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin: if from_env.is_empty() {
-                        String::new()
-                    } else {
-                        " (file and environment)".into()
-                    },
-                    message: e.message().to_owned(),
-                })?;
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let origin = match (from_env.get(&key), file) {
+                    (Some(var), _) => format!(" in {var}"),
+                    (None, Some(path)) => format!(" in {}", path.display()),
+                    (None, None) => String::new(),
+                };
+                let message = if key == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{key}: {}", e.inner())
+                };
+                ConfigError::Invalid { origin, message }
+            })?;
         config.check()?;
         Ok(config)
     }

@@ -196,11 +196,16 @@ impl TestApp {
         self.app.store.statements().get()
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(&mut self) {
+    /// Asks the server to shut down gracefully, without waiting.
+    pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        self.begin_shutdown();
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
