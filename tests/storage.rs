@@ -339,7 +339,79 @@ async fn anonymous_callers_reach_public_rows_only_on_every_path(app: TestApp) {
     assert_eq!(probe["actions"]["totalCount"], 1);
 }
 
+/// The SQL predicate (`visible_to!`) and the in-memory policy (`RowFilter::allows`) agree on
+/// every owner × visibility × viewer combination.
+async fn sql_visibility_agrees_with_the_policy(app: TestApp) {
+    use passerelle::domain::RowFilter;
+    use passerelle::storage::queries;
+    setup_partners(&app, &["p1", "p2", "p3"]).await;
+    let mut all = Vec::new();
+    for owner in ["p1", "p2", "p3"] {
+        for vis in Visibility::ALL {
+            all.push((format!("{owner}-{}", vis.as_str()), owner.to_string(), *vis));
+        }
+    }
+    let rows = all.clone();
+    app.app
+        .store
+        .run(move |c| {
+            for (id, owner, vis) in &rows {
+                writes::upsert_actor(c, &writer(owner), &actor(id, owner, *vis), "t")?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    let viewers = [
+        RowFilter::default(),
+        RowFilter {
+            own: Some("p1".into()),
+            shared_by: vec![],
+        },
+        RowFilter {
+            own: Some("p1".into()),
+            shared_by: vec!["p2".into()],
+        },
+        RowFilter {
+            own: Some("p3".into()),
+            shared_by: vec!["p1".into(), "p2".into()],
+        },
+    ];
+    for rf in viewers {
+        let ids: Vec<String> = all.iter().map(|(id, _, _)| id.clone()).collect();
+        let filter = rf.clone();
+        let seen = app
+            .app
+            .store
+            .run(move |c| queries::actors_by_ids(c, &filter, &ids))
+            .await
+            .map_err(|e| e.message())
+            .unwrap();
+        let mut seen: Vec<String> = seen.into_iter().map(|a| a.id).collect();
+        seen.sort();
+        let mut expected: Vec<String> = all
+            .iter()
+            .filter(|(_, o, v)| rf.allows(o, *v))
+            .map(|(id, _, _)| id.clone())
+            .collect();
+        expected.sort();
+        assert_eq!(seen, expected, "{rf:?}");
+        let q = passerelle::storage::queries::ActorQuery::default();
+        let filter = rf.clone();
+        let count = app
+            .app
+            .store
+            .run(move |c| queries::count_actors(c, &filter, &q))
+            .await
+            .map_err(|e| e.message())
+            .unwrap();
+        assert_eq!(count as usize, expected.len(), "{rf:?}");
+    }
+}
+
 backend_tests!(
+    sql_visibility_agrees_with_the_policy,
     writes_are_validated_field_by_field,
     a_failed_write_leaves_nothing_behind,
     retried_writes_change_nothing_and_updates_keep_their_history,
