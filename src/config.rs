@@ -259,6 +259,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_in_deploy_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/passerelle.example.toml");
+        let from_file = Config::load(Some(&path), Vec::new()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn file_is_read_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
