@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{now, App};
 use crate::config::{Config, LogFormat};
-use crate::domain::seed;
+use crate::domain::{seed, synthetic};
+use crate::storage::writes;
 
 #[derive(Parser)]
 #[command(
@@ -34,7 +35,14 @@ enum Command {
     /// Apply pending database migrations.
     Migrate,
     /// Load the demo data: the facts of the partners' source documents. Idempotent.
-    Seed,
+    Seed {
+        /// Generate the deterministic synthetic benchmark data set instead.
+        #[arg(long)]
+        synthetic: bool,
+        /// With --synthetic: 1 is about 100 partners, 100k actions and 1M outcomes.
+        #[arg(long, default_value_t = 0.01, requires = "synthetic")]
+        scale: f64,
+    },
     /// Print the GraphQL schema (SDL).
     Schema,
 }
@@ -93,9 +101,45 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             println!("migrations applied on {database}");
         }
-        Command::Seed => {
+        Command::Seed {
+            synthetic: false, ..
+        } => {
             let report = seed::load_demo(&app.store, now()).await?;
             println!("demo data loaded into {database}: {}", describe(&report));
+        }
+        Command::Seed {
+            synthetic: true,
+            scale,
+        } => {
+            if !(scale > 0.0 && scale <= 100.0) {
+                anyhow::bail!("--scale must be greater than 0 and at most 100, not {scale}");
+            }
+            let size = synthetic::Size::for_scale(scale);
+            let started = std::time::Instant::now();
+            let (mut created, mut unchanged) = (0, 0);
+            for p in 0..size.partners {
+                let batch = synthetic::partner_batch(p, size);
+                let now = now();
+                let effect = app
+                    .store
+                    .run(move |c| writes::insert_synthetic(c, &batch, &now))
+                    .await?;
+                match effect {
+                    writes::WriteEffect::Unchanged => unchanged += 1,
+                    _ => created += 1,
+                }
+                if (p + 1) % 10 == 0 || p + 1 == size.partners {
+                    eprintln!("  {}/{} partners", p + 1, size.partners);
+                }
+            }
+            let actions = size.partners * size.actions_per_partner;
+            println!(
+                "synthetic data (scale {scale}) in {database}: {} partners ({created} created, {unchanged} already there), \
+                 {actions} actions, {} outcomes, {actions} partnerships, in {:.1}s",
+                size.partners,
+                actions * synthetic::OUTCOMES_PER_ACTION,
+                started.elapsed().as_secs_f64()
+            );
         }
         Command::Serve { demo } => {
             if demo {

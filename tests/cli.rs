@@ -195,3 +195,35 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     app.stop().await;
     assert!(tokio::net::TcpStream::connect(app.addr).await.is_err());
 }
+
+#[test]
+fn synthetic_seed_is_deterministic_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let run = || {
+        let out = passerelle()
+            .args(["seed", "--synthetic", "--scale", "0.0003"])
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run();
+    assert!(
+        first.contains("1 partners (1 created, 0 already there), 30 actions, 300 outcomes"),
+        "{first}"
+    );
+    let second = run();
+    assert!(second.contains("(0 created, 1 already there)"), "{second}");
+    let bad = passerelle()
+        .args(["seed", "--synthetic", "--scale", "0"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}

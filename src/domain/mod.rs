@@ -9,6 +9,7 @@
 pub mod dates;
 pub mod records;
 pub mod seed;
+pub mod synthetic;
 pub mod viewer;
 pub mod write;
 

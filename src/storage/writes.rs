@@ -458,3 +458,156 @@ pub fn upsert_partnership(
         Ok(effect)
     })
 }
+
+/// Many rows in one INSERT. `MultiConnection` does not offer batch inserts, so this dispatches
+/// to the backend's own connection; the rows are the same on both.
+macro_rules! bulk_insert {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            AnyConnection::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c),
+            AnyConnection::Postgresql(c) => diesel::insert_into($table).values($rows).execute(c),
+        }
+    };
+}
+
+/// Inserts one synthetic partner's records in bulk (many rows per statement), in one
+/// transaction: all of that partner's records, or none. Records are validated and fingerprinted
+/// exactly as `upsert_*` does; a partner already present is left as it is (`Unchanged`), so a
+/// generation can be re-run or resumed after an interruption.
+pub fn insert_synthetic(
+    conn: &mut AnyConnection,
+    batch: &crate::domain::synthetic::PartnerBatch,
+    now: &str,
+) -> Result<WriteEffect> {
+    for a in &batch.actors {
+        check::validate_actor(a)?;
+    }
+    for a in &batch.actions {
+        check::validate_action(a)?;
+    }
+    for o in &batch.outcomes {
+        check::validate_outcome(o)?;
+    }
+    for p in &batch.partnerships {
+        check::validate_partnership(p)?;
+    }
+    conn.transaction(|c| {
+        let exists: i64 = partners::table
+            .filter(partners::id.eq(&batch.partner.id))
+            .count()
+            .get_result(c)?;
+        if exists > 0 {
+            return Ok(WriteEffect::Unchanged);
+        }
+        upsert_partner(c, &batch.partner, now)?;
+        const CHUNK: usize = 400;
+        let actors: Vec<ActorRow> = batch
+            .actors
+            .iter()
+            .map(|a| {
+                ActorRow::from_domain(
+                    a,
+                    fingerprint(&domain::Actor {
+                        provenance: blank_times(&a.provenance),
+                        ..a.clone()
+                    }),
+                    now,
+                )
+            })
+            .collect();
+        for chunk in actors.chunks(CHUNK) {
+            bulk_insert!(c, actors::table, chunk)?;
+        }
+        let actions: Vec<ActionRow> = batch
+            .actions
+            .iter()
+            .map(|a| {
+                ActionRow::from_domain(
+                    a,
+                    fingerprint(&domain::Action {
+                        provenance: blank_times(&a.provenance),
+                        ..a.clone()
+                    }),
+                    now,
+                )
+            })
+            .collect();
+        for chunk in actions.chunks(CHUNK) {
+            bulk_insert!(c, actions::table, chunk)?;
+        }
+        let mut themes: Vec<ThemeRow> = Vec::new();
+        let mut places: Vec<PlaceRow> = Vec::new();
+        for a in &batch.actions {
+            let mut t = a.themes.clone();
+            t.sort();
+            t.dedup();
+            themes.extend(t.into_iter().map(|theme| ThemeRow {
+                action_id: a.id.clone(),
+                theme,
+            }));
+            places.extend(a.places.iter().enumerate().map(|(i, p)| PlaceRow {
+                action_id: a.id.clone(),
+                position: i as i32,
+                name: p.name.clone(),
+                level: p.level.as_str().into(),
+                insee_code: p.insee_code.clone(),
+            }));
+        }
+        for chunk in themes.chunks(CHUNK) {
+            bulk_insert!(c, action_themes::table, chunk)?;
+        }
+        for chunk in places.chunks(CHUNK) {
+            bulk_insert!(c, action_places::table, chunk)?;
+        }
+        let outcomes: Vec<OutcomeRow> = batch
+            .outcomes
+            .iter()
+            .map(|o| {
+                OutcomeRow::from_domain(
+                    o,
+                    fingerprint(&domain::Outcome {
+                        provenance: blank_times(&o.provenance),
+                        ..o.clone()
+                    }),
+                    now,
+                )
+            })
+            .collect();
+        for chunk in outcomes.chunks(CHUNK) {
+            bulk_insert!(c, outcomes::table, chunk)?;
+        }
+        let partnerships: Vec<PartnershipRow> = batch
+            .partnerships
+            .iter()
+            .map(|p| {
+                PartnershipRow::from_domain(
+                    p,
+                    fingerprint(&domain::Partnership {
+                        provenance: blank_times(&p.provenance),
+                        ..p.clone()
+                    }),
+                    now,
+                )
+            })
+            .collect();
+        for chunk in partnerships.chunks(CHUNK) {
+            bulk_insert!(c, partnerships::table, chunk)?;
+        }
+        let members: Vec<MemberRow> = batch
+            .partnerships
+            .iter()
+            .flat_map(|p| {
+                p.members.iter().enumerate().map(|(i, m)| MemberRow {
+                    partnership_id: p.id.clone(),
+                    position: i as i32,
+                    actor_id: m.actor_id.clone(),
+                    role: m.role.as_str().into(),
+                })
+            })
+            .collect();
+        for chunk in members.chunks(CHUNK) {
+            bulk_insert!(c, partnership_members::table, chunk)?;
+        }
+        Ok(WriteEffect::Created)
+    })
+}
