@@ -1,0 +1,219 @@
+//! A small open-loop HTTP load generator for `deploy/bench/run.sh`.
+//!
+//! At a fixed rate it sends requests on schedule whatever the answers' latency, and measures
+//! each latency from the scheduled start (so a stalled server shows in the percentiles instead of
+//! slowing the load down: no coordinated omission). At `--rate 0` it saturates the server with
+//! `--concurrency` closed loops. Each request can carry its own bearer token, taken in turn from
+//! `--tokens-file`. It prints one JSON line of results; RSS is sampled from /proc while it runs.
+//!
+//! cargo bench --bench load -- --url http://127.0.0.1:8080/graphql --body '{"query":"{__typename}"}' --rate 1000
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Args {
+    url: String,
+    body: String,
+    method: String,
+    headers: Vec<(String, String)>,
+    tokens: Vec<String>,
+    rate: u64,
+    concurrency: usize,
+    duration: Duration,
+    warmup: Duration,
+    pid: Option<u32>,
+    label: String,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        url: String::new(),
+        body: String::new(),
+        method: "POST".into(),
+        headers: Vec::new(),
+        tokens: Vec::new(),
+        rate: 0,
+        concurrency: 32,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        pid: None,
+        label: "load".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => a.url = value(),
+            "--body" => a.body = value(),
+            "--body-file" => a.body = std::fs::read_to_string(value()).unwrap(),
+            "--method" => a.method = value(),
+            "--header" => {
+                let h = value();
+                let (k, v) = h.split_once(':').expect("--header NAME:VALUE");
+                a.headers.push((k.trim().into(), v.trim().into()));
+            }
+            "--tokens-file" => {
+                a.tokens = std::fs::read_to_string(value())
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "--rate" => a.rate = value().parse().unwrap(),
+            "--concurrency" => a.concurrency = value().parse().unwrap(),
+            "--duration" => a.duration = Duration::from_secs_f64(value().parse().unwrap()),
+            "--warmup" => a.warmup = Duration::from_secs_f64(value().parse().unwrap()),
+            "--pid" => a.pid = Some(value().parse().unwrap()),
+            "--label" => a.label = value(),
+            "--bench" => {}
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    assert!(!a.url.is_empty(), "--url is required");
+    a
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct Shared {
+    client: reqwest::Client,
+    args: Args,
+}
+
+async fn one(shared: &Shared, n: usize) -> bool {
+    let a = &shared.args;
+    let mut req = match a.method.as_str() {
+        "GET" => shared.client.get(&a.url),
+        _ => shared
+            .client
+            .post(&a.url)
+            .header("content-type", "application/json")
+            .body(a.body.clone()),
+    };
+    for (k, v) in &a.headers {
+        req = req.header(k, v);
+    }
+    if !a.tokens.is_empty() {
+        req = req.bearer_auth(&a.tokens[n % a.tokens.len()]);
+    }
+    match req.send().await {
+        Ok(res) => {
+            let ok = res.status().is_success();
+            let body = res.bytes().await;
+            ok && body.is_ok_and(|b| !b.windows(9).any(|w| w == b"\"errors\":"))
+        }
+        Err(_) => false,
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap();
+    let label = args.label.clone();
+    let shared = Arc::new(Shared { client, args });
+    let (latencies, errors, elapsed, rss) = rt.block_on(async move {
+        let rss_peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        if let Some(pid) = shared.args.pid {
+            let peak = rss_peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Some(r) = rss_kib(pid) {
+                        peak.fetch_max(r, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+        // Warm-up: connections, caches, the server's pools.
+        let warm_until = Instant::now() + shared.args.warmup;
+        let mut n = 0;
+        while Instant::now() < warm_until {
+            let _ = one(&shared, n).await;
+            n += 1;
+        }
+        let start = Instant::now();
+        let end = start + shared.args.duration;
+        let mut handles = Vec::new();
+        if shared.args.rate > 0 {
+            let interval = Duration::from_secs_f64(1.0 / shared.args.rate as f64);
+            let total = (shared.args.duration.as_secs_f64() * shared.args.rate as f64) as usize;
+            for i in 0..total {
+                let scheduled = start + interval * i as u32;
+                tokio::time::sleep_until(scheduled.into()).await;
+                let s = shared.clone();
+                handles.push(tokio::spawn(async move {
+                    let ok = one(&s, i).await;
+                    vec![(scheduled.elapsed(), ok)]
+                }));
+            }
+        } else {
+            for w in 0..shared.args.concurrency {
+                let s = shared.clone();
+                handles.push(tokio::spawn(async move {
+                    let mut results = Vec::new();
+                    let mut i = w;
+                    while Instant::now() < end {
+                        let t = Instant::now();
+                        let ok = one(&s, i).await;
+                        results.push((t.elapsed(), ok));
+                        i += s.args.concurrency;
+                    }
+                    results
+                }));
+            }
+        }
+        let mut latencies = Vec::new();
+        let mut errors = 0usize;
+        for h in handles {
+            for (lat, ok) in h.await.unwrap() {
+                latencies.push(lat.as_micros() as u64);
+                if !ok {
+                    errors += 1;
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        (
+            latencies,
+            errors,
+            elapsed,
+            rss_peak.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    });
+    let mut sorted = latencies;
+    sorted.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[i] as f64 / 1000.0
+    };
+    let json = serde_json::json!({
+        "label": label,
+        "requests": sorted.len(),
+        "errors": errors,
+        "seconds": elapsed.as_secs_f64(),
+        "rps": sorted.len() as f64 / elapsed.as_secs_f64(),
+        "p50_ms": pct(50.0),
+        "p90_ms": pct(90.0),
+        "p99_ms": pct(99.0),
+        "max_ms": pct(100.0),
+        "rss_peak_kib": rss,
+    });
+    println!("{json}");
+}
