@@ -171,6 +171,12 @@ async fn run_one(
     let request_error = !ok && response.data == async_graphql::Value::Null;
     let mut json = serde_json::to_value(&response).map_err(Error::internal)?;
     limits::response_codes(&mut json, request_error);
+    if request_error {
+        // A request error has no `data` entry at all (GraphQL-over-HTTP).
+        if let Some(object) = json.as_object_mut() {
+            object.remove("data");
+        }
+    }
     let json = Arc::new(json);
     if cacheable && ok {
         app.response_cache.put(key, json.clone(), snapshot).await;
