@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-use common::{error_code, sha256, Backend, TestApp, TestDb, GQL_ACCEPT, TEST_VIEWER};
+use common::{
+    error_code, passerelle, serve, sha256, Backend, TestApp, TestDb, GQL_ACCEPT, TEST_VIEWER,
+};
 use serde_json::{json, Value};
 
 const PARTNERS: &str = "query Partners { partners { slug } }";
@@ -47,6 +46,9 @@ async fn apq_registers_then_runs_by_hash_on_post_and_get(app: TestApp) {
     // 3. The hash alone now runs, on POST and on GET.
     let (_, _, by_post) = app.post_json(&apq(&hash), &[]).await;
     assert_eq!(by_post["data"], body["data"]);
+    // Hex is hex, whatever its case.
+    let (_, _, upper) = app.post_json(&apq(&hash.to_uppercase()), &[]).await;
+    assert_eq!(upper["data"], body["data"], "{upper}");
     let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } }).to_string();
     let (status, _, by_get) = app
         .get_graphql(
@@ -97,18 +99,6 @@ fn manifest(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .unwrap();
     path
-}
-
-fn passerelle(database_url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passerelle"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PASSERELLE_") || k == "DATABASE_URL" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("PASSERELLE_DATABASE_URL", database_url)
-        .env("PASSERELLE_LOG_LEVEL", "warn");
-    cmd
 }
 
 async fn trusted_documents_bind_persisted_only_clients(backend: Backend) {
@@ -215,43 +205,6 @@ fn a_bad_manifest_is_refused_with_the_fields_named() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// A `passerelle serve` child process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(database_url: &str) -> Server {
-    let mut child = passerelle(database_url)
-        .args(["serve"])
-        .env("PASSERELLE_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(url) = line.trim().strip_prefix("GraphQL:") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_registered_on_one_replica_runs_by_hash_on_another() {
     let Some((_db, url)) = TestDb::create(Backend::Postgres) else {
@@ -264,7 +217,7 @@ async fn a_query_registered_on_one_replica_runs_by_hash_on_another() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (a, b) = (serve(&url), serve(&url));
+    let (a, b) = (serve(&url, &[]), serve(&url, &[]));
     assert_ne!(a.url, b.url);
     let http = reqwest::Client::new();
     let post = |server: &str, body: Value| http.post(server.to_owned()).json(&body).send();

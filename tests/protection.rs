@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{error_code, Backend, TestApp, GQL_ACCEPT, TEST_VIEWER};
+use common::{error_code, serve, Backend, TestApp, TestDb, GQL_ACCEPT, TEST_VIEWER};
 use passerelle::config::{Bucket, Config};
 use serde_json::{json, Value};
 
@@ -266,3 +266,33 @@ per_backend!(
     cors_answers_listed_origins_only,
     long_operations_time_out,
 );
+
+/// `serve --demo` is for trying Passerelle out: GraphiQL (introspection) works for anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_opens_introspection() {
+    let (_db, url) = TestDb::create(Backend::Sqlite).unwrap();
+    let ask = |server: String| async move {
+        let body: Value = reqwest::Client::new()
+            .post(server)
+            .json(&json!({ "query": INTROSPECTION }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body
+    };
+    let demo = serve(&url, &["--demo"]);
+    let body = ask(demo.url.clone()).await;
+    assert_eq!(
+        body["data"]["__schema"]["queryType"]["name"], "Query",
+        "{body}"
+    );
+    drop(demo);
+    let plain = serve(&url, &[]);
+    assert_eq!(
+        error_code(&ask(plain.url.clone()).await),
+        "INTROSPECTION_DISABLED"
+    );
+}

@@ -58,6 +58,14 @@ pub async fn resolve(app: &App, viewer: &Viewer, body: &GraphQLBody) -> Result<R
         .ok_or_else(|| {
             Error::BadRequest("extensions.persistedQuery.sha256Hash must be a string".into())
         })?;
+    // SHA-256 hex is case-insensitive; manifest ids (any string) are taken as they are.
+    let normalized;
+    let hash = if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        normalized = hash.to_ascii_lowercase();
+        normalized.as_str()
+    } else {
+        hash
+    };
     match text {
         Some(text) => {
             if only {

@@ -32,16 +32,22 @@ pub async fn handle(State(app): State<App>, request: Request) -> Response {
         Ok(f) => f,
         Err(e) => return error_response(&e, Format::Json),
     };
-    // The caller: a layer in front (authentication) may have identified it; else anonymous.
-    let viewer = parts
-        .extensions
-        .get::<Viewer>()
-        .cloned()
-        .unwrap_or_else(Viewer::anonymous);
+    // The caller, as authentication understood it.
+    let viewer = caller(&parts);
     match pipeline(&app, &parts, body, &viewer, format).await {
         Ok(response) => response,
         Err(e) => error_response(&e, format),
     }
+}
+
+/// The caller: the `Viewer` a layer in front (authentication) attached to the request, or
+/// anonymous.
+fn caller(parts: &Parts) -> Viewer {
+    parts
+        .extensions
+        .get::<Viewer>()
+        .cloned()
+        .unwrap_or_else(Viewer::anonymous)
 }
 
 /// One operation's answer.

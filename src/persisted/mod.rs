@@ -55,21 +55,22 @@ impl PersistedQueries {
         })
     }
 
-    /// Registers `text` under `hash` (the APQ registration step); the hash must be the text's.
+    /// Registers `text` under `hash` (the APQ registration step); the hash must be the text's,
+    /// in lowercase hex.
     pub async fn register(
         &self,
         hash: &str,
         text: &str,
         operation_name: Option<&str>,
     ) -> Result<()> {
-        if !sha256_hex(text).eq_ignore_ascii_case(hash) {
+        if sha256_hex(text) != hash {
             return Err(Error::PersistedQueryHashMismatch);
         }
         if self.cache.contains_key(hash) {
             return Ok(());
         }
         let row = StoredQuery {
-            id: hash.to_ascii_lowercase(),
+            id: hash.to_owned(),
             body: text.to_owned(),
             operation_name: operation_name.map(str::to_owned),
             trusted: false,

@@ -8,7 +8,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 
 use diesel::{Connection, RunQueryDsl};
@@ -342,3 +344,56 @@ pub fn sha256(text: &str) -> String {
 
 /// Asks for GraphQL-over-HTTP responses (4xx for request errors).
 pub const GQL_ACCEPT: (&str, &str) = ("accept", "application/graphql-response+json");
+
+/// The real `passerelle` binary on `database_url`, with no other settings from the environment.
+pub fn passerelle(database_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PASSERELLE_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("PASSERELLE_DATABASE_URL", database_url)
+        .env("PASSERELLE_LOG_LEVEL", "warn");
+    cmd
+}
+
+/// A `passerelle serve` child process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The GraphQL endpoint.
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `passerelle serve ARGS` on a free port and waits until it listens.
+pub fn serve(database_url: &str, args: &[&str]) -> Server {
+    let mut child = passerelle(database_url)
+        .arg("serve")
+        .args(args)
+        .env("PASSERELLE_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(url) = line.trim().strip_prefix("GraphQL:") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
