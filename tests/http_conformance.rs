@@ -146,6 +146,17 @@ async fn get_answers_are_cacheable_by_visibility_with_etags(app: TestApp) {
         .get_graphql(&q, &[PREFLIGHT, ("if-none-match", "\"stale\"")])
         .await;
     assert_eq!((status, &again), (200, &body));
+    // HEAD is GET without a body.
+    let res = app
+        .http
+        .head(app.url("/graphql"))
+        .query(&q)
+        .header(PREFLIGHT.0, PREFLIGHT.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
     // Anything that depends on who asks is private.
     let (_, headers, _) = app
         .get_graphql(

@@ -71,7 +71,8 @@ async fn pipeline(
     if app.config.csrf_prevention {
         extract::csrf(&parts.headers)?;
     }
-    let is_get = parts.method == Method::GET;
+    // axum answers HEAD with the GET route (and drops the body).
+    let is_get = matches!(parts.method, Method::GET | Method::HEAD);
     let incoming = if is_get {
         extract::from_get(parts.uri.query())?
     } else {
