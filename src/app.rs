@@ -5,6 +5,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::Result;
 use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
+use crate::http::cache::ResponseCache;
+use crate::http::rate_limit::RateLimiter;
+use crate::persisted::{manifest::Manifest, PersistedQueries};
 use crate::storage::Store;
 
 #[derive(Clone)]
@@ -12,10 +15,14 @@ pub struct App {
     pub config: Arc<Config>,
     pub store: Store,
     pub schema: PasserelleSchema,
+    pub persisted: PersistedQueries,
+    pub response_cache: ResponseCache,
+    pub rate_limiter: RateLimiter,
 }
 
 impl App {
-    /// Connects to the database and applies pending migrations.
+    /// Connects to the database, applies pending migrations and imports the configured
+    /// persisted query manifest.
     pub async fn start(config: Config) -> Result<Self> {
         let store = Store::connect(&config.database_url, &config.pool_options())?;
         let applied = store.migrate().await?;
@@ -23,7 +30,15 @@ impl App {
             tracing::info!(applied, backend = %store.backend(), "migrations applied");
         }
         let schema = build_schema(&config);
+        let persisted = PersistedQueries::new(store.clone(), config.persisted_query_cache_entries);
+        if let Some(path) = &config.persisted_query_manifest {
+            let imported = persisted.import(Manifest::read(path)?).await?;
+            tracing::info!(operations = imported.len(), manifest = %path.display(), "trusted documents imported");
+        }
         Ok(App {
+            response_cache: ResponseCache::new(&config, store.clone()),
+            rate_limiter: RateLimiter::new(&config.rate_limit),
+            persisted,
             config: Arc::new(config),
             store,
             schema,

@@ -45,6 +45,17 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Persisted queries.
+    Pq {
+        #[command(subcommand)]
+        command: PqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PqCommand {
+    /// Import an apollo-persisted-query-manifest v1 file as trusted documents. Idempotent.
+    Import { file: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -92,8 +103,12 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     let database = config.database_url.to_string();
+    if let Command::Serve { demo: true } = command {
+        // So that GraphiQL works for someone trying Passerelle out.
+        config.public_introspection = true;
+    }
     let app = App::start(config)
         .await
         .map_err(|e| anyhow::anyhow!("{} ({database})", e.message()))?;
@@ -153,6 +168,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("  GraphiQL: http://{addr}/graphiql");
             crate::http::serve(app, listener, crate::http::shutdown_signal()).await?;
             println!("Passerelle stopped.");
+        }
+        Command::Pq {
+            command: PqCommand::Import { file },
+        } => {
+            let manifest = crate::persisted::manifest::Manifest::read(&file)?;
+            let effects = app.persisted.import(manifest).await?;
+            let count = |want| effects.iter().filter(|(_, e)| *e == want).count();
+            println!(
+                "{} trusted documents from {}: {} created, {} updated, {} unchanged",
+                effects.len(),
+                file.display(),
+                count(crate::storage::writes::WriteEffect::Created),
+                count(crate::storage::writes::WriteEffect::Updated),
+                count(crate::storage::writes::WriteEffect::Unchanged),
+            );
         }
         Command::Schema => {}
     }

@@ -2,8 +2,9 @@
 //! environment variables (which win). Unknown keys are refused, so a typo never passes silently.
 //! The defaults run on a laptop: SQLite in `./passerelle.db`, listening on 127.0.0.1:8080.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,6 +50,78 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Most aliases one GraphQL document may use.
+    pub max_query_aliases: usize,
+    /// Most lexical tokens one GraphQL document may have (checked before it is parsed).
+    pub max_query_tokens: usize,
+    /// Most operations one batched POST may carry.
+    pub max_batch_size: usize,
+    /// How long one GraphQL operation may execute, in milliseconds, before it is answered `TIMEOUT`.
+    pub execution_timeout_ms: u64,
+    /// Lets every caller run introspection (`__schema`, `__type`); otherwise only callers with
+    /// the `introspect` scope may. `serve --demo` turns it on so GraphiQL works.
+    pub public_introspection: bool,
+    /// Refuses GET and non-JSON POST requests without a preflight-forcing header
+    /// (`apollo-require-preflight` or `x-apollo-operation-name`), as Apollo does.
+    pub csrf_prevention: bool,
+    /// Browser origins allowed by CORS, e.g. `https://app.example.org`. Empty: no CORS headers.
+    /// `*` is refused: credentials are allowed, so origins must be listed.
+    pub cors_allowed_origins: Vec<String>,
+    /// An `apollo-persisted-query-manifest` v1 file imported as trusted documents at start.
+    pub persisted_query_manifest: Option<PathBuf>,
+    /// Persisted queries kept in memory in front of the database.
+    pub persisted_query_cache_entries: u64,
+    /// Client ids or partner slugs that may run only trusted documents, by id.
+    pub persisted_only: Vec<String>,
+    /// `max-age` of cacheable GET answers, in seconds.
+    pub http_cache_max_age_secs: u64,
+    /// Responses kept in the response cache; 0 turns it off.
+    pub response_cache_entries: u64,
+    /// How long a cached response lives, in seconds.
+    pub response_cache_ttl_secs: u64,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// A token bucket: `per_second` tokens are added each second, up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// Per-caller rate limits. A caller is matched by client id first, then by partner slug; a
+/// caller with neither shares the `anonymous` bucket with every other anonymous caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Shared by all anonymous callers.
+    pub anonymous: Bucket,
+    /// For identified callers without their own entry (one bucket each).
+    pub default: Bucket,
+    /// By partner slug.
+    pub partners: BTreeMap<String, Bucket>,
+    /// By OAuth2 client id.
+    pub clients: BTreeMap<String, Bucket>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            anonymous: Bucket {
+                per_second: 50.0,
+                burst: 200,
+            },
+            default: Bucket {
+                per_second: 20.0,
+                burst: 100,
+            },
+            partners: BTreeMap::new(),
+            clients: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -68,6 +141,20 @@ impl Default for Config {
             db_connect_timeout_secs: 5,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            max_query_aliases: 30,
+            max_query_tokens: 2_000,
+            max_batch_size: 10,
+            execution_timeout_ms: 10_000,
+            public_introspection: false,
+            csrf_prevention: true,
+            cors_allowed_origins: Vec::new(),
+            persisted_query_manifest: None,
+            persisted_query_cache_entries: 10_000,
+            persisted_only: Vec::new(),
+            http_cache_max_age_secs: 60,
+            response_cache_entries: 10_000,
+            response_cache_ttl_secs: 60,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -129,7 +216,19 @@ impl Config {
             } else {
                 continue;
             };
-            table.insert(key.clone(), env_value(&value));
+            let parsed = if LIST_SETTINGS.contains(&key.as_str()) {
+                toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| toml::Value::String(v.to_owned()))
+                        .collect(),
+                )
+            } else {
+                env_value(&value)
+            };
+            table.insert(key.clone(), parsed);
             from_env.insert(key, name);
         }
         let config: Config =
@@ -176,6 +275,33 @@ impl Config {
         if self.max_query_depth == 0 || self.max_query_complexity == 0 {
             return bad("max_query_depth and max_query_complexity must be positive".into());
         }
+        if self.max_query_aliases == 0 || self.max_query_tokens == 0 || self.max_batch_size == 0 {
+            return bad(
+                "max_query_aliases, max_query_tokens and max_batch_size must be positive".into(),
+            );
+        }
+        if self.execution_timeout_ms == 0 {
+            return bad("execution_timeout_ms must be positive".into());
+        }
+        for origin in &self.cors_allowed_origins {
+            let parsed = url::Url::parse(origin).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/"
+            });
+            if origin.contains('*') || parsed.is_none() || origin.ends_with('/') {
+                return bad(format!(
+                    "cors_allowed_origins: `{origin}` is not an origin such as https://app.example.org (wildcards are refused)"
+                ));
+            }
+        }
+        let buckets = [&self.rate_limit.anonymous, &self.rate_limit.default]
+            .into_iter()
+            .chain(self.rate_limit.partners.values())
+            .chain(self.rate_limit.clients.values());
+        for b in buckets {
+            if !(b.per_second > 0.0 && b.per_second.is_finite()) || b.burst == 0 {
+                return bad("rate_limit buckets need per_second > 0 and burst >= 1".into());
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(format!(
                 "log_level `{}` is not a tracing filter such as `info`",
@@ -192,6 +318,9 @@ impl Config {
         }
     }
 }
+
+/// Settings that are lists; from the environment they are comma-separated.
+const LIST_SETTINGS: &[&str] = &["cors_allowed_origins", "persisted_only"];
 
 /// An environment value as TOML: numbers and booleans typed, anything else a string.
 fn env_value(raw: &str) -> toml::Value {
@@ -267,6 +396,29 @@ mod tests {
     }
 
     #[test]
+    fn protection_settings_are_checked() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "PASSERELLE_CORS_ALLOWED_ORIGINS",
+                "https://a.example.org, http://localhost:3000",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.cors_allowed_origins.len(), 2);
+        let e = Config::load(None, env(&[("PASSERELLE_CORS_ALLOWED_ORIGINS", "*")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wildcards are refused"), "{e}");
+        let e = Config::load(None, env(&[("PASSERELLE_MAX_BATCH_SIZE", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_batch_size"), "{e}");
+        let c = Config::load(None, env(&[("PASSERELLE_PERSISTED_ONLY", "ios,android")])).unwrap();
+        assert_eq!(c.persisted_only, vec!["ios", "android"]);
+    }
+
+    #[test]
     fn file_is_read_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
@@ -277,6 +429,18 @@ mod tests {
         .unwrap();
         let c = Config::load(Some(&path), Vec::new()).unwrap();
         assert_eq!((c.listen.port(), c.max_page_size), (9000, 10));
+        std::fs::write(
+            &path,
+            "[rate_limit.partners.caravan]\nper_second = 1.5\nburst = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), Vec::new()).unwrap();
+        assert_eq!(c.rate_limit.partners["caravan"].burst, 3);
+        std::fs::write(&path, "[rate_limit.partners.caravan]\nper_sec = 1.5\n").unwrap();
+        assert!(Config::load(Some(&path), Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("per_sec"));
         std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
         assert!(Config::load(Some(&path), Vec::new())
             .unwrap_err()

@@ -33,6 +33,32 @@ pub enum Error {
     Unauthenticated(String),
     Forbidden(String),
     Unavailable(String),
+    /// An automatic persisted query whose hash is not known (yet): the client sends the text.
+    PersistedQueryNotFound,
+    /// The query text does not hash to the `sha256Hash` sent with it.
+    PersistedQueryHashMismatch,
+    /// This client may only run trusted documents, by id.
+    PersistedQueryRequired(String),
+    QueryTooDeep(String),
+    QueryTooComplex(String),
+    TooManyAliases(String),
+    TooManyTokens(String),
+    BatchTooLarge(String),
+    /// The document does not parse.
+    ParseFailed(String),
+    /// The document does not validate against the schema.
+    ValidationFailed(String),
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    CsrfPreflightRequired,
+    IntrospectionDisabled,
+    /// The operation ran longer than `execution_timeout_ms`.
+    Timeout,
+    /// E.g. a mutation sent with GET.
+    MethodNotAllowed(String),
+    UnsupportedMediaType(String),
+    NotAcceptable(String),
     /// Anything the client cannot act on; the detail is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -61,6 +87,23 @@ impl Error {
             Error::Unauthenticated(_) => "UNAUTHENTICATED",
             Error::Forbidden(_) => "FORBIDDEN",
             Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Error::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Error::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
+            Error::PersistedQueryRequired(_) => "PERSISTED_QUERY_REQUIRED",
+            Error::QueryTooDeep(_) => "QUERY_TOO_DEEP",
+            Error::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            Error::TooManyAliases(_) => "TOO_MANY_ALIASES",
+            Error::TooManyTokens(_) => "TOO_MANY_TOKENS",
+            Error::BatchTooLarge(_) => "BATCH_TOO_LARGE",
+            Error::ParseFailed(_) => "GRAPHQL_PARSE_FAILED",
+            Error::ValidationFailed(_) => "GRAPHQL_VALIDATION_FAILED",
+            Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::CsrfPreflightRequired => "CSRF_PREFLIGHT_REQUIRED",
+            Error::IntrospectionDisabled => "INTROSPECTION_DISABLED",
+            Error::Timeout => "TIMEOUT",
+            Error::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Error::NotAcceptable(_) => "NOT_ACCEPTABLE",
             Error::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -72,8 +115,46 @@ impl Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Apollo clients (Apollo iOS rejects any non-2xx before its APQ step) only retry with
+            // the full text when this arrives with a 200, as Apollo Server and Router send it.
+            Error::PersistedQueryNotFound => StatusCode::OK,
+            Error::PersistedQueryHashMismatch
+            | Error::PersistedQueryRequired(_)
+            | Error::QueryTooDeep(_)
+            | Error::QueryTooComplex(_)
+            | Error::TooManyAliases(_)
+            | Error::TooManyTokens(_)
+            | Error::BatchTooLarge(_)
+            | Error::ParseFailed(_)
+            | Error::ValidationFailed(_)
+            | Error::CsrfPreflightRequired => StatusCode::BAD_REQUEST,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::IntrospectionDisabled => StatusCode::FORBIDDEN,
+            Error::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether the status stands even for legacy `application/json` clients, which otherwise
+    /// receive GraphQL request errors with a 200 (GraphQL-over-HTTP).
+    pub fn is_transport_error(&self) -> bool {
+        matches!(
+            self,
+            Error::BadRequest(_)
+                | Error::PersistedQueryHashMismatch
+                | Error::BatchTooLarge(_)
+                | Error::RateLimited { .. }
+                | Error::CsrfPreflightRequired
+                | Error::Timeout
+                | Error::MethodNotAllowed(_)
+                | Error::UnsupportedMediaType(_)
+                | Error::NotAcceptable(_)
+                | Error::Unavailable(_)
+                | Error::Internal(_)
+        )
     }
 
     /// The message a client may see (internal details masked).
@@ -84,13 +165,37 @@ impl Error {
             Error::BadRequest(m)
             | Error::Unauthenticated(m)
             | Error::Forbidden(m)
-            | Error::Unavailable(m) => m.clone(),
+            | Error::Unavailable(m)
+            | Error::PersistedQueryRequired(m)
+            | Error::QueryTooDeep(m)
+            | Error::QueryTooComplex(m)
+            | Error::TooManyAliases(m)
+            | Error::TooManyTokens(m)
+            | Error::BatchTooLarge(m)
+            | Error::ParseFailed(m)
+            | Error::ValidationFailed(m)
+            | Error::MethodNotAllowed(m)
+            | Error::UnsupportedMediaType(m)
+            | Error::NotAcceptable(m) => m.clone(),
+            // The exact message Apollo clients match on.
+            Error::PersistedQueryNotFound => "PersistedQueryNotFound".into(),
+            Error::PersistedQueryHashMismatch => {
+                "provided sha does not match query".into()
+            }
+            Error::RateLimited { retry_after_secs } => {
+                format!("too many requests; retry in {retry_after_secs} s")
+            }
+            Error::CsrfPreflightRequired => "this request has been blocked as a potential Cross-Site Request Forgery: send a `Content-Type: application/json` body or a non-empty `apollo-require-preflight` header".into(),
+            Error::IntrospectionDisabled => {
+                "introspection is disabled for this client (it needs the `introspect` scope)".into()
+            }
+            Error::Timeout => "the operation took too long and was stopped".into(),
             Error::Internal(_) => "internal server error".into(),
         }
     }
 
     /// The message for a client; internal errors are logged here with their detail.
-    fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         if let Error::Internal(source) = self {
             tracing::error!(error = ?source, "internal error");
         }
@@ -141,6 +246,18 @@ impl From<Error> for async_graphql::Error {
                     .collect();
                 ext.set("fields", async_graphql::Value::List(list));
             }
+        })
+    }
+}
+
+impl Error {
+    /// A GraphQL response carrying only this error: `{"errors":[{message, extensions:{code}}]}`.
+    pub fn graphql_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "errors": [{
+                "message": self.public_message(),
+                "extensions": { "code": self.code() },
+            }]
         })
     }
 }

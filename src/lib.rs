@@ -5,7 +5,10 @@
 //!
 //! The modules read as the request path:
 //!
-//! - [`http`]: the axum server: routes, request ids, body limits, health, metrics, shutdown.
+//! - [`http`]: the axum server: routes, request ids, body limits, health, metrics, shutdown, and
+//!   the GraphQL request pipeline (negotiation, rate limits, CSRF, persisted queries, limits,
+//!   response cache, HTTP caching), one module per stage.
+//! - [`persisted`]: automatic persisted queries and trusted documents (manifests).
 //! - [`graphql`]: the schema: one object per domain concept, DataLoaders, global ids, cursors.
 //! - [`domain`]: records, vocabularies, the `Viewer` and its visibility policy, validation, seeds.
 //! - [`storage`]: diesel on SQLite or PostgreSQL: migrations, reads, idempotent writes.
@@ -20,4 +23,5 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod persisted;
 pub mod storage;

@@ -291,7 +291,7 @@ fn writer(owner: &str) -> RowFilter {
 /// Writes the demo data, each record as its owning partner. Idempotent.
 pub async fn load_demo(store: &Store, now: String) -> Result<LoadReport> {
     let data = demo()?;
-    store
+    let report = store
         .run(move |conn| {
             let mut report = LoadReport::new();
             let mut count = |kind: &'static str, effect: WriteEffect| {
@@ -326,7 +326,15 @@ pub async fn load_demo(store: &Store, now: String) -> Result<LoadReport> {
             }
             Ok(report)
         })
-        .await
+        .await?;
+    // Caches holding these kinds (the response cache) are stale now.
+    store.write_log().written(
+        report
+            .iter()
+            .filter(|(_, effects)| effects.keys().any(|e| *e != WriteEffect::Unchanged))
+            .filter_map(|(kind, _)| crate::storage::EntityKind::from_plural(kind)),
+    );
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -1,29 +1,294 @@
-//! The GraphQL endpoint: builds the request's `Viewer` and context, then runs the schema.
+//! The GraphQL endpoint, one stage per module, Apollo-Router style:
+//!
+//! 1. `negotiate`: the response format from `Accept`;
+//! 2. `rate_limit`: the caller's token bucket;
+//! 3. `extract`: CSRF check, then GET query string or POST body into requests (batches too);
+//! 4. `apq`: persisted query ids into text, trusted documents for `persisted_only` clients;
+//! 5. `limits`: tokens, parse, aliases, introspection, GET only for queries;
+//! 6. `cache`: the response cache, then execution with a timeout, then HTTP caching headers.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use async_graphql::parser::types::OperationType;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::negotiate::{negotiate, Format};
+use super::{apq, cache, extract, limits};
 use crate::app::App;
 use crate::domain::Viewer;
+use crate::error::{Error, Result};
 use crate::graphql::RequestContext;
 
-async fn execute(app: &App, request: async_graphql::Request) -> GraphQLResponse {
-    let viewer = Viewer::anonymous();
-    let context = RequestContext::new(viewer, app.store.clone(), app.page_limits());
-    app.schema.execute(request.data(context)).await.into()
+/// `GET` and `POST /graphql`.
+pub async fn handle(State(app): State<App>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let format = match negotiate(&parts.headers) {
+        Ok(f) => f,
+        Err(e) => return error_response(&e, Format::Json),
+    };
+    // The caller, as authentication understood it.
+    let viewer = caller(&parts);
+    match pipeline(&app, &parts, body, &viewer, format).await {
+        Ok(response) => response,
+        Err(e) => error_response(&e, format),
+    }
 }
 
-pub async fn post(State(app): State<App>, request: GraphQLRequest) -> GraphQLResponse {
-    execute(&app, request.into_inner()).await
+/// The caller: the `Viewer` a layer in front (authentication) attached to the request, or
+/// anonymous.
+fn caller(parts: &Parts) -> Viewer {
+    parts
+        .extensions
+        .get::<Viewer>()
+        .cloned()
+        .unwrap_or_else(Viewer::anonymous)
 }
 
-pub async fn get(State(app): State<App>, request: GraphQLRequest) -> GraphQLResponse {
-    execute(&app, request.into_inner()).await
+/// One operation's answer.
+struct Executed {
+    body: Arc<serde_json::Value>,
+    /// No errors at all.
+    ok: bool,
+    /// Refused before execution (no `data`): a 4xx for `application/graphql-response+json`.
+    request_error: bool,
+    cache_hit: bool,
+}
+
+async fn pipeline(
+    app: &App,
+    parts: &Parts,
+    body: Body,
+    viewer: &Viewer,
+    format: Format,
+) -> Result<Response> {
+    app.rate_limiter.check(viewer)?;
+    if app.config.csrf_prevention {
+        extract::csrf(&parts.headers)?;
+    }
+    // axum answers HEAD with the GET route (and drops the body).
+    let is_get = matches!(parts.method, Method::GET | Method::HEAD);
+    let incoming = if is_get {
+        extract::from_get(parts.uri.query())?
+    } else {
+        let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
+            .await
+            .map_err(|_| Error::BadRequest("the request body is too large or unreadable".into()))?;
+        extract::from_post(&parts.headers, &bytes)?
+    };
+    if incoming.batch {
+        if incoming.bodies.is_empty() {
+            return Err(Error::BadRequest("the batch is empty".into()));
+        }
+        if incoming.bodies.len() > app.config.max_batch_size {
+            return Err(Error::BatchTooLarge(format!(
+                "a batch may hold at most {} operations, not {}",
+                app.config.max_batch_size,
+                incoming.bodies.len()
+            )));
+        }
+    }
+    let mut results = Vec::with_capacity(incoming.bodies.len());
+    for body in &incoming.bodies {
+        results.push(run_one(app, viewer, body, is_get).await);
+    }
+    if !incoming.batch {
+        let executed = results
+            .pop()
+            .ok_or_else(|| Error::BadRequest("no operation".into()))??;
+        return Ok(single_response(
+            app, parts, viewer, format, is_get, executed,
+        ));
+    }
+    let items: Vec<serde_json::Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(e) => (*e.body).clone(),
+            Err(e) => e.graphql_body(),
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        format,
+        &serde_json::Value::Array(items),
+        HeaderValue::from_static("no-store"),
+    ))
+}
+
+async fn run_one(
+    app: &App,
+    viewer: &Viewer,
+    body: &extract::GraphQLBody,
+    is_get: bool,
+) -> Result<Executed> {
+    let resolved = apq::resolve(app, viewer, body).await?;
+    let operation_name = body.operation_name.as_deref().filter(|n| !n.is_empty());
+    let checked = limits::check(&app.config, &resolved.query, operation_name)?;
+    if is_get && checked.ty != OperationType::Query {
+        return Err(Error::MethodNotAllowed(
+            "only queries may be sent with GET; send mutations with POST".into(),
+        ));
+    }
+    if checked.introspection && !(app.config.public_introspection || viewer.has_scope("introspect"))
+    {
+        return Err(Error::IntrospectionDisabled);
+    }
+    let name = checked.name.as_deref().or(resolved.stored_name.as_deref());
+    tracing::info!(
+        operation = name.unwrap_or("-"),
+        persisted_id = resolved.id.as_deref().unwrap_or("-"),
+        kind = ?checked.ty,
+        "graphql operation"
+    );
+    let variables = serde_json::Value::Object(body.variables.clone().unwrap_or_default());
+    let cacheable = checked.ty == OperationType::Query;
+    let key = cache::key(
+        &resolved.query,
+        operation_name,
+        &variables,
+        &cache::fingerprint(viewer),
+    );
+    if cacheable {
+        if let Some(hit) = app.response_cache.get(&key).await {
+            return Ok(Executed {
+                body: hit,
+                ok: true,
+                request_error: false,
+                cache_hit: true,
+            });
+        }
+    }
+    let snapshot = app.response_cache.snapshot(&checked.kinds);
+    let mut request = async_graphql::Request::new(resolved.query.clone())
+        .variables(async_graphql::Variables::from_json(variables));
+    if let Some(n) = operation_name {
+        request = request.operation_name(n);
+    }
+    let context = RequestContext::new(viewer.clone(), app.store.clone(), app.page_limits());
+    let timeout = std::time::Duration::from_millis(app.config.execution_timeout_ms);
+    let response = tokio::time::timeout(timeout, app.schema.execute(request.data(context)))
+        .await
+        .map_err(|_| Error::Timeout)?;
+    let ok = response.errors.is_empty();
+    let request_error = !ok && response.data == async_graphql::Value::Null;
+    let mut json = serde_json::to_value(&response).map_err(Error::internal)?;
+    limits::response_codes(&mut json, request_error);
+    if request_error {
+        // A request error has no `data` entry at all (GraphQL-over-HTTP).
+        if let Some(object) = json.as_object_mut() {
+            object.remove("data");
+        }
+    }
+    let json = Arc::new(json);
+    if cacheable && ok {
+        app.response_cache.put(key, json.clone(), snapshot).await;
+    }
+    Ok(Executed {
+        body: json,
+        ok,
+        request_error,
+        cache_hit: false,
+    })
+}
+
+fn single_response(
+    app: &App,
+    parts: &Parts,
+    viewer: &Viewer,
+    format: Format,
+    is_get: bool,
+    executed: Executed,
+) -> Response {
+    let status = if executed.request_error && format == Format::GraphqlResponseJson {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let http_cacheable = is_get && executed.ok;
+    let cache_control = if http_cacheable {
+        cache::cache_control(viewer, app.config.http_cache_max_age_secs)
+    } else {
+        HeaderValue::from_static("no-store")
+    };
+    let mut response = json_response(status, format, &executed.body, cache_control);
+    if executed.cache_hit {
+        response
+            .headers_mut()
+            .insert("x-passerelle-cache", HeaderValue::from_static("hit"));
+    }
+    if http_cacheable {
+        let bytes = serde_json::to_vec(&*executed.body).unwrap_or_default();
+        let etag = cache::etag(&bytes);
+        if cache::not_modified(&parts.headers, &etag) {
+            let mut not_modified = StatusCode::NOT_MODIFIED.into_response();
+            let headers = not_modified.headers_mut();
+            for name in [header::CACHE_CONTROL, header::VARY] {
+                if let Some(v) = response.headers().get(&name) {
+                    headers.insert(name, v.clone());
+                }
+            }
+            headers.insert(header::ETAG, etag);
+            return not_modified;
+        }
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn json_response(
+    status: StatusCode,
+    format: Format,
+    body: &serde_json::Value,
+    cache_control: HeaderValue,
+) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::CACHE_CONTROL, cache_control),
+            (
+                header::VARY,
+                HeaderValue::from_static("Accept, Authorization"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// An error before or instead of execution, as a GraphQL response. Legacy `application/json`
+/// clients get 200 for GraphQL request errors; transport errors keep their status.
+fn error_response(error: &Error, format: Format) -> Response {
+    let status = if format == Format::GraphqlResponseJson || error.is_transport_error() {
+        error.status()
+    } else {
+        StatusCode::OK
+    };
+    let mut response = json_response(
+        status,
+        format,
+        &error.graphql_body(),
+        HeaderValue::from_static("no-store"),
+    );
+    let headers = response.headers_mut();
+    match error {
+        Error::RateLimited { retry_after_secs } => {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        Error::MethodNotAllowed(_) => {
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        _ => {}
+    }
+    response
 }
 
 /// An in-browser IDE for exploring the schema.

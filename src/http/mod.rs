@@ -1,7 +1,14 @@
 //! The HTTP server: one route list, the middleware every request passes, and graceful shutdown.
 
+mod apq;
+pub mod cache;
+mod cors;
+mod extract;
 mod graphql;
 mod health;
+mod limits;
+mod negotiate;
+pub mod rate_limit;
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,8 +32,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(app: App) -> Router {
     let body_limit = app.config.max_body_bytes;
     let timeout = Duration::from_secs(app.config.request_timeout_secs.max(1));
+    let cors = cors::layer(&app.config);
     Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql", get(graphql::handle).post(graphql::handle))
         .route("/graphiql", get(graphql::graphiql))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -43,6 +51,7 @@ pub fn router(app: App) -> Router {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
             }),
         )
+        .layer(cors)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -55,13 +64,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
+    serve_router(router(app), grace, listener, shutdown).await
+}
+
+/// Serves `router` (the app's, possibly wrapped in more layers) until `shutdown` resolves, then
+/// lets in-flight requests finish for up to `grace`.
+pub async fn serve_router(
+    router: Router,
+    grace: Duration,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stopping_tx.send(());
     };
-    let server = axum::serve(listener, router(app)).with_graceful_shutdown(signal);
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
     let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
     tokio::select! {
         result = server => result,

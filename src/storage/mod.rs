@@ -6,6 +6,7 @@
 //! in the binary.
 
 mod connection;
+pub mod persisted;
 pub mod queries;
 pub mod rows;
 pub mod schema;
@@ -41,12 +42,62 @@ impl StatementCounter {
     }
 }
 
+/// The kinds of record a write may change; caches that hold them are invalidated by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntityKind {
+    Partner,
+    Actor,
+    Action,
+    Outcome,
+    Partnership,
+}
+
+impl EntityKind {
+    pub const ALL: [EntityKind; 5] = [
+        EntityKind::Partner,
+        EntityKind::Actor,
+        EntityKind::Action,
+        EntityKind::Outcome,
+        EntityKind::Partnership,
+    ];
+
+    /// The kind a seed or import report names (`"actors"`...).
+    pub fn from_plural(name: &str) -> Option<Self> {
+        Some(match name {
+            "partners" => EntityKind::Partner,
+            "actors" => EntityKind::Actor,
+            "actions" => EntityKind::Action,
+            "outcomes" => EntityKind::Outcome,
+            "partnerships" => EntityKind::Partnership,
+            _ => return None,
+        })
+    }
+}
+
+/// One generation counter per entity kind, bumped by every write through this store. A cached
+/// answer remembers the generations it was computed at and is stale once any of them moved.
+#[derive(Debug, Default)]
+pub struct WriteLog([AtomicU64; 5]);
+
+impl WriteLog {
+    pub fn generation(&self, kind: EntityKind) -> u64 {
+        self.0[kind as usize].load(Ordering::Acquire)
+    }
+
+    pub fn written(&self, kinds: impl IntoIterator<Item = EntityKind>) {
+        for kind in kinds {
+            self.0[kind as usize].fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The database: a connection pool and the backend it talks to. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Manager>,
     backend: Backend,
     statements: Arc<StatementCounter>,
+    writes: Arc<WriteLog>,
 }
 
 /// Pool settings, from `Config`.
@@ -80,6 +131,7 @@ impl Store {
             pool,
             backend: url.backend(),
             statements,
+            writes: Arc::default(),
         })
     }
 
@@ -89,6 +141,11 @@ impl Store {
 
     pub fn statements(&self) -> &StatementCounter {
         &self.statements
+    }
+
+    /// What this store has written, by kind; call `written` after every committed write.
+    pub fn write_log(&self) -> &WriteLog {
+        &self.writes
     }
 
     fn conn(&self) -> Result<PooledConnection<Manager>> {

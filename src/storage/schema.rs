@@ -164,3 +164,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     partnerships,
     partnership_members,
 );
+
+diesel::table! {
+    persisted_queries (id) {
+        id -> Text,
+        body -> Text,
+        operation_name -> Nullable<Text>,
+        trusted -> Bool,
+        created_at -> Text,
+    }
+}

@@ -10,7 +10,9 @@
 
 pub mod records;
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 
 use diesel::{Connection, RunQueryDsl};
@@ -145,9 +147,17 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(passerelle::http::serve(app.clone(), listener, async move {
-            let _ = rx.await;
-        }));
+        let router =
+            passerelle::http::router(app.clone()).layer(axum::middleware::from_fn(test_viewer));
+        let grace = std::time::Duration::from_secs(app.config.shutdown_grace_secs);
+        let server = tokio::spawn(passerelle::http::serve_router(
+            router,
+            grace,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Some(TestApp {
             addr,
             app,
@@ -212,10 +222,185 @@ impl TestApp {
     }
 }
 
+/// The test header that stands in for authentication (being built separately): the harness
+/// turns `x-test-viewer: partner=caravan; scopes=read,introspect; client=ios; shared=anvita`
+/// into the request's `Viewer`, the way an authentication layer attaches one. Without the header
+/// the caller is anonymous. Production never reads this header.
+pub const TEST_VIEWER: &str = "x-test-viewer";
+
+async fn test_viewer(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(spec) = request
+        .headers()
+        .get(TEST_VIEWER)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut viewer = passerelle::domain::Viewer::anonymous();
+        for part in spec.split(';') {
+            let (key, value) = part.split_once('=').unwrap_or((part, ""));
+            let list = || {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            match key.trim() {
+                "partner" => viewer.partner = Some(value.trim().to_owned()),
+                "client" => viewer.client_id = Some(value.trim().to_owned()),
+                "scopes" => viewer.scopes = list().collect(),
+                "shared" => viewer.shared_by = list().collect(),
+                other => panic!("unknown test viewer key {other}"),
+            }
+        }
+        request.extensions_mut().insert(viewer);
+    }
+    next.run(request).await
+}
+
+impl TestApp {
+    /// POSTs `body` as JSON with extra headers; returns status, headers and JSON body.
+    pub async fn post_json(
+        &self,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.post(self.url("/graphql")).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, body)
+    }
+
+    /// GETs `/graphql` with the query parameters and headers; returns status, headers and body.
+    pub async fn get_graphql(
+        &self,
+        params: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.get(self.url("/graphql")).query(params);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, body)
+    }
+
+    /// POSTs a query as the test viewer `viewer` (see `TEST_VIEWER`).
+    pub async fn graphql_as(
+        &self,
+        viewer: &str,
+        query: &str,
+        variables: Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.post_json(
+            &json!({ "query": query, "variables": variables }),
+            &[(TEST_VIEWER, viewer)],
+        )
+        .await
+    }
+}
+
 /// The first error's `extensions.code`.
 pub fn error_code(body: &Value) -> String {
     body["errors"][0]["extensions"]["code"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Declares each listed `async fn NAME(backend: Backend)` as a test on SQLite and on PostgreSQL,
+/// for tests that start the app themselves (with their own configuration).
+#[macro_export]
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The lowercase hex SHA-256 of a query, as Apollo clients send it.
+pub fn sha256(text: &str) -> String {
+    passerelle::persisted::sha256_hex(text)
+}
+
+/// Asks for GraphQL-over-HTTP responses (4xx for request errors).
+pub const GQL_ACCEPT: (&str, &str) = ("accept", "application/graphql-response+json");
+
+/// The real `passerelle` binary on `database_url`, with no other settings from the environment.
+pub fn passerelle(database_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PASSERELLE_") || k == "DATABASE_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("PASSERELLE_DATABASE_URL", database_url)
+        .env("PASSERELLE_LOG_LEVEL", "warn");
+    cmd
+}
+
+/// A `passerelle serve` child process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The GraphQL endpoint.
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `passerelle serve ARGS` on a free port and waits until it listens.
+pub fn serve(database_url: &str, args: &[&str]) -> Server {
+    let mut child = passerelle(database_url)
+        .arg("serve")
+        .args(args)
+        .env("PASSERELLE_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(url) = line.trim().strip_prefix("GraphQL:") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
 }

@@ -1,0 +1,251 @@
+//! The response cache (moka) and HTTP caching (`Cache-Control`, `ETag`, 304).
+//!
+//! An entry is keyed by the operation text and name, the variables and the caller's visibility
+//! fingerprint: the row filter (which rows it may read) and its sorted scopes. Two callers that
+//! may see different rows never share an entry; two that may see the same rows do. An entry
+//! remembers the write generations of the kinds of record it holds and is dropped once a write
+//! moved any of them (`invalidate`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use moka::future::Cache;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::domain::{RowFilter, Viewer};
+use crate::storage::{EntityKind, Store};
+
+/// What the caller may see, as a short stable string.
+pub fn fingerprint(viewer: &Viewer) -> String {
+    let rows = viewer.row_filter();
+    let mut h = Sha256::new();
+    h.update(rows.own.as_deref().unwrap_or("\u{0}anonymous").as_bytes());
+    h.update([0xff]);
+    let mut shared = rows.shared_by.clone();
+    shared.sort();
+    for p in shared {
+        h.update(p.as_bytes());
+        h.update([0xfe]);
+    }
+    h.update([0xff]);
+    for s in &viewer.scopes {
+        h.update(s.as_bytes());
+        h.update([0xfe]);
+    }
+    hex(&h.finalize()[..16])
+}
+
+/// Whether what this caller sees is what anyone sees: then shared caches may keep it.
+pub fn is_public(viewer: &Viewer) -> bool {
+    viewer.row_filter() == RowFilter::default() && viewer.scopes.is_empty()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sorts object keys so that `{a,b}` and `{b,a}` make the same key.
+fn canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for k in keys {
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(k) {
+                    canonical(v, out);
+                }
+                out.push(',');
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for v in items {
+                canonical(v, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+pub fn key(
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &serde_json::Value,
+    fingerprint: &str,
+) -> String {
+    let mut vars = String::new();
+    canonical(variables, &mut vars);
+    let mut h = Sha256::new();
+    for part in [
+        query,
+        operation_name.unwrap_or("\u{0}"),
+        vars.as_str(),
+        fingerprint,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+/// The write generations an answer was computed at.
+pub type Snapshot = Vec<(EntityKind, u64)>;
+
+struct Entry {
+    body: Arc<serde_json::Value>,
+    snapshot: Snapshot,
+}
+
+#[derive(Clone)]
+pub struct ResponseCache {
+    cache: Option<Cache<String, Arc<Entry>>>,
+    store: Store,
+}
+
+impl ResponseCache {
+    pub fn new(config: &Config, store: Store) -> Self {
+        let cache = (config.response_cache_entries > 0).then(|| {
+            Cache::builder()
+                .max_capacity(config.response_cache_entries)
+                .time_to_live(Duration::from_secs(config.response_cache_ttl_secs.max(1)))
+                .build()
+        });
+        ResponseCache { cache, store }
+    }
+
+    /// Take before executing, so that a write during execution makes the answer stale.
+    pub fn snapshot(&self, kinds: &BTreeSet<EntityKind>) -> Snapshot {
+        let log = self.store.write_log();
+        kinds.iter().map(|k| (*k, log.generation(*k))).collect()
+    }
+
+    fn fresh(&self, snapshot: &Snapshot) -> bool {
+        let log = self.store.write_log();
+        snapshot.iter().all(|(k, g)| log.generation(*k) == *g)
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Arc<serde_json::Value>> {
+        let cache = self.cache.as_ref()?;
+        let entry = cache.get(key).await?;
+        if self.fresh(&entry.snapshot) {
+            Some(entry.body.clone())
+        } else {
+            cache.invalidate(key).await;
+            None
+        }
+    }
+
+    pub async fn put(&self, key: String, body: Arc<serde_json::Value>, snapshot: Snapshot) {
+        if let Some(cache) = &self.cache {
+            if self.fresh(&snapshot) {
+                cache.insert(key, Arc::new(Entry { body, snapshot })).await;
+            }
+        }
+    }
+
+    /// Drops every answer that holds records of these kinds (call after writing them).
+    pub fn invalidate(&self, kinds: impl IntoIterator<Item = EntityKind>) {
+        self.store.write_log().written(kinds);
+    }
+}
+
+/// A strong validator for a response body.
+pub fn etag(body: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    HeaderValue::from_str(&format!("\"{}\"", hex(&digest[..16])))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// Whether `If-None-Match` names this ETag (weak comparison, as RFC 9110 asks for GET).
+pub fn not_modified(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Ok(ours) = etag.to_str() else {
+        return false;
+    };
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.trim_start_matches("W/") == ours)
+}
+
+/// `Cache-Control` for a successful GET: public data is cacheable by anyone; anything that
+/// depends on who asks is `private`.
+pub fn cache_control(viewer: &Viewer, max_age_secs: u64) -> HeaderValue {
+    let scope = if is_public(viewer) {
+        "public"
+    } else {
+        "private"
+    };
+    HeaderValue::from_str(&format!("{scope}, max-age={max_age_secs}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-store"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn viewer(partner: Option<&str>, shared: &[&str], scopes: &[&str]) -> Viewer {
+        Viewer {
+            partner: partner.map(str::to_owned),
+            shared_by: shared.iter().map(|s| s.to_string()).collect(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn fingerprints_follow_visibility_and_scopes() {
+        let a = viewer(Some("caravan"), &[], &["read"]);
+        let b = viewer(Some("anvita"), &[], &["read"]);
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        let shared = viewer(Some("caravan"), &["anvita"], &["read"]);
+        assert_ne!(fingerprint(&a), fingerprint(&shared));
+        let more = viewer(Some("caravan"), &[], &["read", "read:sensitive"]);
+        assert_ne!(fingerprint(&a), fingerprint(&more));
+        let mut same = a.clone();
+        same.client_id = Some("another-app".into());
+        assert_eq!(fingerprint(&a), fingerprint(&same));
+        assert_eq!(
+            fingerprint(&Viewer::anonymous()),
+            fingerprint(&Viewer::anonymous())
+        );
+        assert!(is_public(&Viewer::anonymous()) && !is_public(&a));
+    }
+
+    #[test]
+    fn keys_ignore_variable_order_but_not_values() {
+        let k = |v: serde_json::Value| key("{ a }", None, &v, "f");
+        assert_eq!(
+            k(serde_json::json!({"a":1,"b":{"c":2,"d":3}})),
+            k(serde_json::json!({"b":{"d":3,"c":2},"a":1}))
+        );
+        assert_ne!(k(serde_json::json!({"a":1})), k(serde_json::json!({"a":2})));
+        assert_ne!(
+            key("{ a }", None, &serde_json::json!({}), "f"),
+            key("{ a }", None, &serde_json::json!({}), "g")
+        );
+    }
+
+    #[test]
+    fn if_none_match_matches_weak_and_lists() {
+        let tag = etag(b"body");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"x\", W/{}", tag.to_str().unwrap())).unwrap(),
+        );
+        assert!(not_modified(&h, &tag));
+        assert!(!not_modified(&h, &etag(b"other")));
+    }
+}

@@ -1,0 +1,273 @@
+//! Stage 3: what a document may cost, checked before it runs. Tokens are counted before parsing
+//! (parsing is the first thing an attacker makes us pay for), then aliases, introspection and the
+//! operation type on the parsed document. Depth and complexity are checked by async-graphql's
+//! validation with the schema's limits; `response_codes` gives those errors their stable codes.
+
+use std::collections::BTreeSet;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::storage::EntityKind;
+
+/// What the checks learnt about the operation that will run.
+#[derive(Debug)]
+pub struct Checked {
+    pub ty: OperationType,
+    /// The name of the operation that runs, from the document.
+    pub name: Option<String>,
+    pub introspection: bool,
+    /// The kinds of record its answer may hold, for response cache invalidation.
+    pub kinds: BTreeSet<EntityKind>,
+}
+
+pub fn check(config: &Config, text: &str, operation_name: Option<&str>) -> Result<Checked> {
+    let tokens = count_tokens(text, config.max_query_tokens);
+    if tokens > config.max_query_tokens {
+        return Err(Error::TooManyTokens(format!(
+            "the document has more than {} tokens",
+            config.max_query_tokens
+        )));
+    }
+    let doc = async_graphql::parser::parse_query(text)
+        .map_err(|e| Error::ParseFailed(format!("the document does not parse: {e}")))?;
+    let (name, operation) = select_operation(&doc, operation_name)?;
+    let mut walk = Walk::default();
+    for (_, op) in doc.operations.iter() {
+        walk.set(&op.node.selection_set.node, 0);
+    }
+    for fragment in doc.fragments.values() {
+        walk.set(&fragment.node.selection_set.node, 1);
+    }
+    if walk.aliases > config.max_query_aliases {
+        return Err(Error::TooManyAliases(format!(
+            "the document uses {} aliases; at most {} are allowed",
+            walk.aliases, config.max_query_aliases
+        )));
+    }
+    Ok(Checked {
+        ty: operation.ty,
+        name,
+        introspection: walk.introspection,
+        kinds: walk.kinds,
+    })
+}
+
+fn select_operation<'a>(
+    doc: &'a ExecutableDocument,
+    wanted: Option<&str>,
+) -> Result<(
+    Option<String>,
+    &'a async_graphql::parser::types::OperationDefinition,
+)> {
+    match (&doc.operations, wanted) {
+        (DocumentOperations::Single(op), None) => Ok((None, &op.node)),
+        (_, Some(wanted)) => doc
+            .operations
+            .iter()
+            .find(|(name, _)| name.is_some_and(|n| n.as_str() == wanted))
+            .map(|(name, op)| (name.map(|n| n.to_string()), &op.node))
+            .ok_or_else(|| {
+                Error::ValidationFailed(format!("the document has no operation named `{wanted}`"))
+            }),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .iter()
+            .next()
+            .map(|(name, op)| (Some(name.to_string()), &op.node))
+            .ok_or_else(|| Error::ValidationFailed("the document has no operation".into())),
+        (DocumentOperations::Multiple(_), None) => Err(Error::ValidationFailed(
+            "the document has several operations: say which one in `operationName`".into(),
+        )),
+    }
+}
+
+#[derive(Default)]
+struct Walk {
+    aliases: usize,
+    introspection: bool,
+    kinds: BTreeSet<EntityKind>,
+}
+
+impl Walk {
+    fn set(&mut self, set: &SelectionSet, depth: usize) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    if field.alias.is_some() {
+                        self.aliases += 1;
+                    }
+                    let name = field.name.node.as_str();
+                    if name == "__schema" || name == "__type" {
+                        self.introspection = true;
+                    }
+                    let root_node = depth == 0 && name == "node";
+                    self.kinds.extend(kinds_of(name, root_node));
+                    self.set(&field.selection_set.node, depth + 1);
+                }
+                Selection::InlineFragment(f) => self.set(&f.node.selection_set.node, depth),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+}
+
+/// The kinds of record a field named `name` returns (connection fields included).
+fn kinds_of(name: &str, root_node: bool) -> &'static [EntityKind] {
+    use EntityKind::*;
+    match name {
+        _ if root_node => &EntityKind::ALL,
+        "partners" => &[Partner, Partnership],
+        "partner" | "owner" | "viewer" => &[Partner],
+        "actors" | "actor" => &[Actor],
+        "actions" | "action" | "subActions" => &[Action],
+        "parent" => &[Actor, Action],
+        "outcomes" | "outcome" => &[Outcome],
+        "partnerships" | "partnership" => &[Partnership],
+        _ => &[],
+    }
+}
+
+/// Counts lexical tokens (names, numbers, strings, punctuators), stopping once past `limit`.
+pub fn count_tokens(text: &str, limit: usize) -> usize {
+    let bytes = text.as_bytes();
+    let (mut i, mut count) = (0, 0);
+    while i < bytes.len() && count <= limit {
+        let c = bytes[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => i += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                count += 1;
+                if bytes[i..].starts_with(b"\"\"\"") {
+                    i += 3;
+                    while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                        i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                            4
+                        } else {
+                            1
+                        };
+                    }
+                    i += 3;
+                } else {
+                    i += 1;
+                    while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                    i += 1;
+                }
+            }
+            b'.' if bytes[i..].starts_with(b"...") => {
+                count += 1;
+                i += 3;
+            }
+            _ if c == b'_' || c.is_ascii_alphabetic() => {
+                count += 1;
+                while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
+                    i += 1;
+                }
+            }
+            _ if c == b'-' || c.is_ascii_digit() => {
+                count += 1;
+                i += 1;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'.' | b'+' | b'-'))
+                {
+                    i += 1;
+                }
+            }
+            _ => {
+                count += 1;
+                i += text[i..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+    }
+    count
+}
+
+/// Gives async-graphql's request errors (validation, depth, complexity) stable codes.
+pub fn response_codes(response: &mut serde_json::Value, request_error: bool) {
+    let Some(errors) = response
+        .get_mut("errors")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    for error in errors {
+        let has_code = error
+            .pointer("/extensions/code")
+            .is_some_and(|c| c.is_string());
+        if has_code {
+            continue;
+        }
+        let code = match error.get("message").and_then(|m| m.as_str()) {
+            Some("Query is nested too deep.") => "QUERY_TOO_DEEP",
+            Some("Query is too complex.") => "QUERY_TOO_COMPLEX",
+            _ if request_error => "GRAPHQL_VALIDATION_FAILED",
+            _ => "INTERNAL_SERVER_ERROR",
+        };
+        if let Some(object) = error.as_object_mut() {
+            let extensions = object
+                .entry("extensions")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(ext) = extensions.as_object_mut() {
+                ext.insert("code".into(), code.into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_tokens_like_the_lexer() {
+        assert_eq!(count_tokens("{ a }", 100), 3);
+        assert_eq!(
+            count_tokens("query Q($x: Int = -1.5e3) { a(x: $x) # c\n }", 100),
+            19
+        );
+        assert_eq!(
+            count_tokens(r#"{ a(s: "x\" y", b: """z""") ...F }"#, 100),
+            13
+        );
+        assert_eq!(count_tokens("{ a a a a a a }", 3), 4);
+    }
+
+    #[test]
+    fn counts_aliases_in_fragments_and_finds_introspection() {
+        let c = Config::default();
+        let q = "query { x: actors { n: totalCount } ...F } fragment F on Query { y: partners { slug } __schema { types { name } } }";
+        let checked = check(&c, q, None).unwrap();
+        assert!(checked.introspection);
+        assert!(checked.kinds.contains(&EntityKind::Actor));
+        let many: String = (0..40)
+            .map(|i| format!("a{i}: partners {{ slug }} "))
+            .collect();
+        let e = check(&c, &format!("{{ {many} }}"), None).unwrap_err();
+        assert_eq!(e.code(), "TOO_MANY_ALIASES");
+        assert_eq!(
+            check(&c, "{ a", None).unwrap_err().code(),
+            "GRAPHQL_PARSE_FAILED"
+        );
+        assert_eq!(
+            check(&c, "query A { a } query B { b }", None)
+                .unwrap_err()
+                .code(),
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+        let m = check(&c, "query A { a } mutation B { b }", Some("B")).unwrap();
+        assert_eq!(
+            (m.ty, m.name.as_deref()),
+            (OperationType::Mutation, Some("B"))
+        );
+    }
+}

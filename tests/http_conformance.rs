@@ -1,0 +1,288 @@
+//! GraphQL over HTTP: content negotiation, status codes, GET rules, HTTP caching (Cache-Control,
+//! ETag, 304) and the response cache (visibility fingerprint, invalidation). On both backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{error_code, TestApp, GQL_ACCEPT, TEST_VIEWER};
+use passerelle::storage::EntityKind;
+use serde_json::{json, Value};
+
+const PREFLIGHT: (&str, &str) = ("apollo-require-preflight", "true");
+const PARTNERS: &str = "{ partners { slug } }";
+
+fn content_type(headers: &reqwest::header::HeaderMap) -> String {
+    headers["content-type"].to_str().unwrap().to_owned()
+}
+
+async fn content_negotiation_and_status_codes(app: TestApp) {
+    app.seed().await;
+    let q = json!({ "query": PARTNERS });
+    // application/graphql-response+json when accepted; application/json otherwise.
+    let (status, headers, body) = app.post_json(&q, &[GQL_ACCEPT]).await;
+    assert_eq!(status, 200);
+    assert!(content_type(&headers).starts_with("application/graphql-response+json"));
+    assert_eq!(body["data"]["partners"].as_array().unwrap().len(), 4);
+    let (_, headers, _) = app.post_json(&q, &[]).await;
+    assert!(content_type(&headers).starts_with("application/json"));
+    let (_, headers, _) = app.post_json(&q, &[("accept", "*/*")]).await;
+    assert!(content_type(&headers).starts_with("application/json"));
+    let (status, _, body) = app.post_json(&q, &[("accept", "text/html")]).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (406, "NOT_ACCEPTABLE")
+    );
+    // Request errors: 4xx with graphql-response+json, 200 with legacy json; never a data entry.
+    for (query, code) in [
+        ("{ partners { slug ", "GRAPHQL_PARSE_FAILED"),
+        ("{ partners { nope } }", "GRAPHQL_VALIDATION_FAILED"),
+    ] {
+        let (status, _, body) = app
+            .post_json(&json!({ "query": query }), &[GQL_ACCEPT])
+            .await;
+        assert_eq!((status, error_code(&body).as_str()), (400, code), "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+        let (status, _, body) = app.post_json(&json!({ "query": query }), &[]).await;
+        assert_eq!((status, error_code(&body).as_str()), (200, code), "{body}");
+    }
+    // Not a GraphQL request at all: 400 for every client.
+    let (status, _, body) = app.post_json(&json!({ "variables": {} }), &[]).await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "BAD_REQUEST"));
+    let res = app
+        .http
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(error_code(&res.json().await.unwrap()), "BAD_REQUEST");
+    // application/graphql bodies are accepted; other media types are 415.
+    for (media, status) in [("application/graphql", 200), ("application/xml", 415)] {
+        let res = app
+            .http
+            .post(app.url("/graphql"))
+            .header("content-type", media)
+            .body(PARTNERS)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{media}");
+    }
+    // Other methods: 405.
+    let res = app.http.put(app.url("/graphql")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+}
+
+async fn get_runs_queries_only(app: TestApp) {
+    app.seed().await;
+    let (status, headers, body) = app
+        .get_graphql(
+            &[
+                (
+                    "query",
+                    "query Q($s: [String!]) { actions(filter: { partners: $s }) { totalCount } }",
+                ),
+                ("variables", r#"{"s":["caravan"]}"#),
+                ("operationName", "Q"),
+            ],
+            &[PREFLIGHT],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["actions"]["totalCount"], 3);
+    assert!(content_type(&headers).starts_with("application/json"));
+    let (status, headers, body) = app
+        .get_graphql(
+            &[("query", "mutation { nothing }")],
+            &[PREFLIGHT, GQL_ACCEPT],
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (405, "METHOD_NOT_ALLOWED"),
+        "{body}"
+    );
+    assert_eq!(headers["allow"], "POST");
+    // Also for legacy clients: it is a transport rule.
+    let (status, _, _) = app
+        .get_graphql(&[("query", "mutation { nothing }")], &[PREFLIGHT])
+        .await;
+    assert_eq!(status, 405);
+    let (status, _, body) = app
+        .get_graphql(&[("query", "{ x }"), ("variables", "{bad")], &[PREFLIGHT])
+        .await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "BAD_REQUEST"));
+}
+
+async fn get_answers_are_cacheable_by_visibility_with_etags(app: TestApp) {
+    app.seed().await;
+    let q = [("query", PARTNERS)];
+    let (status, headers, body) = app.get_graphql(&q, &[PREFLIGHT]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "public, max-age=60");
+    let vary = headers["vary"].to_str().unwrap();
+    assert!(
+        vary.contains("Authorization") && vary.contains("Accept"),
+        "{vary}"
+    );
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    // Same answer, same ETag: 304 without a body.
+    let res = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&q)
+        .header(PREFLIGHT.0, PREFLIGHT.1)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+    assert!(res.bytes().await.unwrap().is_empty());
+    let (status, _, again) = app
+        .get_graphql(&q, &[PREFLIGHT, ("if-none-match", "\"stale\"")])
+        .await;
+    assert_eq!((status, &again), (200, &body));
+    // HEAD is GET without a body.
+    let res = app
+        .http
+        .head(app.url("/graphql"))
+        .query(&q)
+        .header(PREFLIGHT.0, PREFLIGHT.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+    // Anything that depends on who asks is private.
+    let (_, headers, _) = app
+        .get_graphql(
+            &q,
+            &[PREFLIGHT, (TEST_VIEWER, "partner=caravan; scopes=read")],
+        )
+        .await;
+    assert_eq!(headers["cache-control"], "private, max-age=60");
+    let (_, headers, _) = app
+        .get_graphql(&q, &[PREFLIGHT, (TEST_VIEWER, "scopes=read")])
+        .await;
+    assert_eq!(headers["cache-control"], "private, max-age=60");
+    // POST and errors are never stored.
+    let (_, headers, _) = app.post_json(&json!({ "query": PARTNERS }), &[]).await;
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers.get("etag").is_none());
+    let (_, headers, _) = app
+        .get_graphql(&[("query", "{ nope }")], &[PREFLIGHT])
+        .await;
+    assert_eq!(headers["cache-control"], "no-store");
+}
+
+/// Makes caravan's actions private (a write outside `storage::writes`, so it tells the cache).
+async fn make_caravan_private(app: &TestApp) {
+    app.app
+        .store
+        .run(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(
+                "UPDATE actions SET visibility = 'private' WHERE owner_partner_id = 'caravan'",
+            )
+            .execute(c)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    app.app.response_cache.invalidate([EntityKind::Action]);
+}
+
+const CARAVAN_ACTIONS: &str =
+    "{ actions(filter: { partners: [\"caravan\"] }) { totalCount nodes { title } } }";
+
+async fn as_viewer(app: &TestApp, viewer: &str, query: &str) -> (bool, Value) {
+    let mut headers = vec![];
+    if !viewer.is_empty() {
+        headers.push((TEST_VIEWER, viewer));
+    }
+    let (status, h, body) = app.post_json(&json!({ "query": query }), &headers).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    (h.get("x-passerelle-cache").is_some(), body)
+}
+
+async fn cached_answers_never_cross_visibility(app: TestApp) {
+    app.seed().await;
+    make_caravan_private(&app).await;
+    // Caravan sees its private actions; the answer is cached for caravan's visibility.
+    let (hit, caravan) = as_viewer(&app, "partner=caravan; scopes=read", CARAVAN_ACTIONS).await;
+    assert!(!hit);
+    assert_eq!(caravan["data"]["actions"]["totalCount"], 3);
+    let (hit, again) = as_viewer(&app, "partner=caravan; scopes=read", CARAVAN_ACTIONS).await;
+    assert!(hit, "the same caller hits the cache");
+    assert_eq!(again, caravan);
+    // Another partner, the same query: never caravan's answer.
+    let (hit, anvita) = as_viewer(&app, "partner=anvita; scopes=read", CARAVAN_ACTIONS).await;
+    assert!(!hit);
+    assert_eq!(anvita["data"]["actions"]["totalCount"], 0);
+    // Anonymous, and a partner caravan shares with (private rows are not shared): their own.
+    let (hit, anonymous) = as_viewer(&app, "", CARAVAN_ACTIONS).await;
+    assert!(!hit);
+    assert_eq!(anonymous["data"]["actions"]["totalCount"], 0);
+    let (hit, shared) = as_viewer(
+        &app,
+        "partner=anvita; scopes=read; shared=caravan",
+        CARAVAN_ACTIONS,
+    )
+    .await;
+    assert!(!hit);
+    assert_eq!(shared["data"]["actions"]["totalCount"], 0);
+    // Different scopes, same rows: kept apart too.
+    let (hit, _) = as_viewer(
+        &app,
+        "partner=caravan; scopes=read,research",
+        CARAVAN_ACTIONS,
+    )
+    .await;
+    assert!(!hit);
+    // Another client of caravan with the same scopes may see the same rows: it shares.
+    let (hit, other_client) = as_viewer(
+        &app,
+        "partner=caravan; scopes=read; client=another-app",
+        CARAVAN_ACTIONS,
+    )
+    .await;
+    assert!(hit);
+    assert_eq!(other_client, caravan);
+}
+
+async fn writes_invalidate_the_kinds_they_touch(app: TestApp) {
+    // Cached while the database is empty...
+    let (hit, empty) = as_viewer(&app, "", PARTNERS).await;
+    assert!(!hit);
+    assert_eq!(empty["data"]["partners"], json!([]));
+    assert!(as_viewer(&app, "", PARTNERS).await.0);
+    // ...seeding writes partners: the next answer is fresh.
+    app.seed().await;
+    let (hit, seeded) = as_viewer(&app, "", PARTNERS).await;
+    assert!(!hit);
+    assert_eq!(seeded["data"]["partners"].as_array().unwrap().len(), 4);
+    // Invalidating actors drops answers holding actors, not the partners list.
+    let actors = "{ actors { totalCount } }";
+    as_viewer(&app, "", actors).await;
+    assert!(as_viewer(&app, "", actors).await.0);
+    app.app.response_cache.invalidate([EntityKind::Actor]);
+    assert!(!as_viewer(&app, "", actors).await.0);
+    assert!(as_viewer(&app, "", PARTNERS).await.0);
+    // Seeding again changes nothing and invalidates nothing.
+    app.seed().await;
+    assert!(as_viewer(&app, "", actors).await.0);
+}
+
+backend_tests!(
+    content_negotiation_and_status_codes,
+    get_runs_queries_only,
+    get_answers_are_cacheable_by_visibility_with_etags,
+    cached_answers_never_cross_visibility,
+    writes_invalidate_the_kinds_they_touch,
+);

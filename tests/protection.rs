@@ -1,0 +1,298 @@
+//! The gateway protects itself: limits refused before execution with their own codes, rate
+//! limits, CSRF prevention, introspection by scope, CORS by allow-list, execution timeout. On
+//! both backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{error_code, serve, Backend, TestApp, TestDb, GQL_ACCEPT, TEST_VIEWER};
+use passerelle::config::{Bucket, Config};
+use serde_json::{json, Value};
+
+async fn spawn(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let app = TestApp::spawn_with(backend, adjust).await?;
+    app.seed().await;
+    Some(app)
+}
+
+/// POSTs `query` asking for GraphQL-over-HTTP responses; returns status and body.
+async fn ask(app: &TestApp, query: &str) -> (u16, Value) {
+    let (status, _, body) = app
+        .post_json(&json!({ "query": query }), &[GQL_ACCEPT])
+        .await;
+    (status, body)
+}
+
+const DEEP: &str = "{ actions(first: 1) { nodes { outcomes { indicator } } } }";
+
+async fn limits_are_refused_with_their_own_codes(backend: Backend) {
+    let Some(app) = spawn(backend, |c| {
+        c.max_query_depth = 3;
+        c.max_query_complexity = 300;
+        c.max_query_aliases = 2;
+        c.max_query_tokens = 30;
+    })
+    .await
+    else {
+        return;
+    };
+    // Within every limit: runs.
+    let (status, body) = ask(&app, "{ partners { slug } }").await;
+    assert_eq!(status, 200, "{body}");
+    let cases = [
+        (DEEP, "QUERY_TOO_DEEP"),
+        (
+            "{ actions(first: 100) { nodes { title summary status startsOn } } }",
+            "QUERY_TOO_COMPLEX",
+        ),
+        ("{ a: partners { slug } b: partners { slug } c: partners { slug } }", "TOO_MANY_ALIASES"),
+        (
+            "{ partners { slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name } }",
+            "TOO_MANY_TOKENS",
+        ),
+    ];
+    for (query, code) in cases {
+        let (status, body) = ask(&app, query).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (400, code),
+            "{query}: {body}"
+        );
+        assert!(
+            body.get("data").is_none(),
+            "refused before execution: {body}"
+        );
+        // Legacy clients get the same code with a 200.
+        let body = app.graphql(query, json!({})).await;
+        assert_eq!(error_code(&body), code);
+    }
+}
+
+async fn batches_are_limited(backend: Backend) {
+    let Some(app) = spawn(backend, |c| c.max_batch_size = 2).await else {
+        return;
+    };
+    let op = json!({ "query": "{ partners { slug } }" });
+    let (status, _, body) = app.post_json(&json!([op, op]), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 2);
+    assert_eq!(body[1]["data"]["partners"].as_array().unwrap().len(), 4);
+    let (status, _, body) = app.post_json(&json!([op, op, op]), &[]).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (400, "BATCH_TOO_LARGE"),
+        "{body}"
+    );
+}
+
+async fn callers_are_rate_limited_per_partner(backend: Backend) {
+    let slow = Bucket {
+        per_second: 0.1,
+        burst: 2,
+    };
+    let Some(app) = spawn(backend, |c| {
+        c.rate_limit.anonymous = slow;
+        c.rate_limit.partners.insert("caravan".into(), slow);
+    })
+    .await
+    else {
+        return;
+    };
+    let q = json!({ "query": "{ partners { slug } }" });
+    let caravan = [(TEST_VIEWER, "partner=caravan")];
+    for _ in 0..2 {
+        let (status, _, _) = app.post_json(&q, &caravan).await;
+        assert_eq!(status, 200);
+    }
+    let (status, headers, body) = app.post_json(&q, &caravan).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (429, "RATE_LIMITED"),
+        "{body}"
+    );
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry), "{retry}");
+    // Another partner has its own (default) bucket; anonymous callers share theirs.
+    let (status, _, _) = app.post_json(&q, &[(TEST_VIEWER, "partner=anvita")]).await;
+    assert_eq!(status, 200);
+    for _ in 0..2 {
+        assert_eq!(app.post_json(&q, &[]).await.0, 200);
+    }
+    assert_eq!(app.post_json(&q, &[]).await.0, 429);
+}
+
+async fn csrf_needs_a_preflight_header(backend: Backend) {
+    let Some(app) = spawn(backend, |_| {}).await else {
+        return;
+    };
+    let q = [("query", "{ partners { slug } }")];
+    let (status, _, body) = app.get_graphql(&q, &[]).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (400, "CSRF_PREFLIGHT_REQUIRED")
+    );
+    for header in ["apollo-require-preflight", "x-apollo-operation-name"] {
+        let (status, _, body) = app.get_graphql(&q, &[(header, "x")]).await;
+        assert_eq!(status, 200, "{header}: {body}");
+    }
+    // A simple-form POST is refused too; with the header it reaches media type checks.
+    let post = |headers: Vec<(&'static str, &'static str)>| {
+        let mut req = app
+            .http
+            .post(app.url("/graphql"))
+            .header("content-type", "text/plain")
+            .body(r#"{"query":"{ partners { slug } }"}"#);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let res = post(vec![]).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        error_code(&res.json().await.unwrap()),
+        "CSRF_PREFLIGHT_REQUIRED"
+    );
+    let res = post(vec![("apollo-require-preflight", "true")])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    assert_eq!(
+        error_code(&res.json().await.unwrap()),
+        "UNSUPPORTED_MEDIA_TYPE"
+    );
+}
+
+const INTROSPECTION: &str = "{ __schema { queryType { name } } }";
+
+async fn introspection_needs_a_scope(backend: Backend) {
+    let Some(app) = spawn(backend, |_| {}).await else {
+        return;
+    };
+    let (status, body) = ask(&app, INTROSPECTION).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (403, "INTROSPECTION_DISABLED")
+    );
+    let (status, body) = ask(&app, "{ __type(name: \"Actor\") { name } }").await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (403, "INTROSPECTION_DISABLED")
+    );
+    // __typename is not introspection.
+    assert_eq!(ask(&app, "{ __typename }").await.0, 200);
+    let (status, _, body) = app
+        .post_json(
+            &json!({ "query": INTROSPECTION }),
+            &[(TEST_VIEWER, "partner=caravan; scopes=read,introspect")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    let (_, _, body) = app
+        .post_json(
+            &json!({ "query": INTROSPECTION }),
+            &[(TEST_VIEWER, "scopes=read")],
+        )
+        .await;
+    assert_eq!(error_code(&body), "INTROSPECTION_DISABLED");
+}
+
+async fn public_introspection_opens_it_to_all(backend: Backend) {
+    let Some(app) = spawn(backend, |c| c.public_introspection = true).await else {
+        return;
+    };
+    let (status, body) = ask(&app, INTROSPECTION).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn cors_answers_listed_origins_only(backend: Backend) {
+    let Some(app) = spawn(backend, |c| {
+        c.cors_allowed_origins = vec!["https://app.example.org".into()]
+    })
+    .await
+    else {
+        return;
+    };
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("https://app.example.org").await.unwrap();
+    assert!(ok.status().is_success());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let evil = preflight("https://evil.example.com").await.unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    // On the actual request too.
+    let (_, headers, _) = app
+        .post_json(
+            &json!({ "query": "{ partners { slug } }" }),
+            &[("origin", "https://evil.example.com")],
+        )
+        .await;
+    assert!(headers.get("access-control-allow-origin").is_none());
+}
+
+async fn long_operations_time_out(backend: Backend) {
+    let Some(app) = spawn(backend, |c| c.execution_timeout_ms = 1).await else {
+        return;
+    };
+    // Several rounds of loaders, each a trip to the blocking pool and the database.
+    let heavy = "{ actions(first: 50) { nodes { title outcomes { indicator } partners { actor { name partnerships { name } } } subActions { title outcomes { indicator } } owner { name } } } }";
+    let (status, body) = ask(&app, heavy).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (504, "TIMEOUT"),
+        "{body}"
+    );
+}
+
+per_backend!(
+    limits_are_refused_with_their_own_codes,
+    batches_are_limited,
+    callers_are_rate_limited_per_partner,
+    csrf_needs_a_preflight_header,
+    introspection_needs_a_scope,
+    public_introspection_opens_it_to_all,
+    cors_answers_listed_origins_only,
+    long_operations_time_out,
+);
+
+/// `serve --demo` is for trying Passerelle out: GraphiQL (introspection) works for anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_opens_introspection() {
+    let (_db, url) = TestDb::create(Backend::Sqlite).unwrap();
+    let ask = |server: String| async move {
+        let body: Value = reqwest::Client::new()
+            .post(server)
+            .json(&json!({ "query": INTROSPECTION }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body
+    };
+    let demo = serve(&url, &["--demo"]);
+    let body = ask(demo.url.clone()).await;
+    assert_eq!(
+        body["data"]["__schema"]["queryType"]["name"], "Query",
+        "{body}"
+    );
+    drop(demo);
+    let plain = serve(&url, &[]);
+    assert_eq!(
+        error_code(&ask(plain.url.clone()).await),
+        "INTROSPECTION_DISABLED"
+    );
+}
