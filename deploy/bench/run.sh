@@ -37,8 +37,15 @@ DATABASE_URL="$PG_URL" target/release/passerelle seed >&2
 psql -q "$PG_URL" -c "ANALYZE" >/dev/null
 
 log "starting Passerelle on :$PORT"
+# The load comes from one address: rate limits off, the response cache off so every request
+# runs its queries (a cached answer would measure the cache, not the hub).
+cat > "$OUT/bench.toml" <<TOML
+response_cache_entries = 0
+[rate_limit]
+enabled = false
+TOML
 DATABASE_URL="$PG_URL" PASSERELLE_LISTEN="127.0.0.1:$PORT" PASSERELLE_LOG_LEVEL=warn \
-  PASSERELLE_DB_MAX_CONNECTIONS=16 target/release/passerelle serve >/dev/null 2>&1 &
+  PASSERELLE_DB_MAX_CONNECTIONS=16 target/release/passerelle --config "$OUT/bench.toml" serve >/dev/null 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 
