@@ -10,6 +10,9 @@
 //! - [`domain`]: records, vocabularies, the `Viewer` and its visibility policy, validation, seeds.
 //! - [`storage`]: diesel on SQLite or PostgreSQL: migrations, reads, idempotent writes.
 //!
+//! Partner data in and out: [`ingest`] (bulk import, and the record format it shares with
+//! [`export`], the streaming export for researchers); push mutations are in [`graphql`].
+//!
 //! Beside them: [`config`] (one typed configuration), [`error`] (one error type with stable
 //! codes), [`app`] (the state shared by handlers) and [`cli`] (the `passerelle` command).
 
@@ -18,6 +21,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod storage;

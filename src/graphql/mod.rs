@@ -9,15 +9,17 @@ pub mod common;
 pub mod context;
 pub mod ids;
 pub mod loaders;
+pub mod mutations;
 pub mod node;
 pub mod outcomes;
 pub mod pagination;
 pub mod partners;
 pub mod partnerships;
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Object, Schema};
+use async_graphql::{Context, EmptySubscription, MergedObject, Object, Schema};
 
 pub use context::RequestContext;
+pub use mutations::Mutation;
 pub use pagination::PageLimits;
 
 use crate::config::Config;
@@ -68,11 +70,11 @@ pub struct Query(
     ViewerQueries,
 );
 
-pub type PasserelleSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type PasserelleSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema with the limits from `config`.
 pub fn build_schema(config: &Config) -> PasserelleSchema {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .finish()
