@@ -605,9 +605,23 @@ pub fn record_to_csv(record: &Record) -> Vec<String> {
 
 fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let message = e.into_inner().to_string();
-        FieldError::new(if path == "." { String::new() } else { path }, message)
+        if path == "." {
+            path.clear();
+        }
+        // serde reports a missing field at its parent: name the field itself.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            path = if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+        }
+        FieldError::new(path, message)
     })
 }
 
