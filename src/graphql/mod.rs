@@ -7,6 +7,7 @@ pub mod actions;
 pub mod actors;
 pub mod common;
 pub mod context;
+pub mod federation;
 pub mod ids;
 pub mod loaders;
 pub mod mutations;
@@ -68,6 +69,7 @@ pub struct Query(
     partnerships::PartnershipQueries,
     node::NodeQueries,
     ViewerQueries,
+    federation::EntityQueries,
 );
 
 pub type PasserelleSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -75,6 +77,7 @@ pub type PasserelleSchema = Schema<Query, Mutation, EmptySubscription>;
 /// Builds the schema with the limits from `config`.
 pub fn build_schema(config: &Config) -> PasserelleSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .enable_federation()
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .finish()
