@@ -166,7 +166,7 @@ async fn import_file(
     let known = {
         let p = partner.clone();
         app.store
-            .run(move |c| Ok(crate::storage::queries::partners_by_ids(c, &[p])?))
+            .run(move |c| crate::storage::queries::partners_by_ids(c, &[p]))
             .await?
     };
     if known.is_empty() {

@@ -302,6 +302,26 @@ pub fn write_all(
     })
 }
 
+/// Checks then writes a whole file held in memory (the HTTP endpoint), as `partner` with the
+/// writer's `rows` filter.
+pub async fn import_bytes(
+    store: &crate::storage::Store,
+    writer: RowFilter,
+    partner: String,
+    source: String,
+    format: Format,
+    body: bytes::Bytes,
+    now: String,
+) -> Result<ImportReport> {
+    let rows = tokio::task::spawn_blocking(move || {
+        parse(format, body.as_ref(), &partner, &source, |_| {})
+    })
+    .await??;
+    store
+        .run(move |c| write_all(c, &writer, &rows, &now, |_| {}))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,24 +378,4 @@ mod tests {
         let ids: Vec<&str> = rows.iter().map(|r| r.record.id()).collect();
         assert_eq!(ids, ["a", "b", "c", "p"]);
     }
-}
-
-/// Checks then writes a whole file held in memory (the HTTP endpoint), as `partner` with the
-/// writer's `rows` filter.
-pub async fn import_bytes(
-    store: &crate::storage::Store,
-    writer: RowFilter,
-    partner: String,
-    source: String,
-    format: Format,
-    body: bytes::Bytes,
-    now: String,
-) -> Result<ImportReport> {
-    let rows = tokio::task::spawn_blocking(move || {
-        parse(format, body.as_ref(), &partner, &source, |_| {})
-    })
-    .await??;
-    store
-        .run(move |c| write_all(c, &writer, &rows, &now, |_| {}))
-        .await
 }

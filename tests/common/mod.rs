@@ -132,10 +132,12 @@ impl TestApp {
     /// Starts the app with a configuration adjusted by `adjust`.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let (db, database_url) = TestDb::create(backend)?;
-        let mut config = Config::default();
-        config.database_url = DatabaseUrl::from_str(&database_url).unwrap();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.shutdown_grace_secs = 5;
+        let mut config = Config {
+            database_url: DatabaseUrl::from_str(&database_url).unwrap(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shutdown_grace_secs: 5,
+            ..Config::default()
+        };
         adjust(&mut config);
         let app = App::start(config).await.map_err(|e| e.message()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
