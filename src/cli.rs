@@ -1,4 +1,4 @@
-//! The `passerelle` command: `serve`, `migrate`, `seed`, `schema`, `import`, `export`.
+//! The `passerelle` command: `serve`, `migrate`, `seed`, `schema`, `import`, `export`, `sync`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +48,8 @@ enum Command {
         format: Option<String>,
         file: PathBuf,
     },
+    /// Run one pass of the configured pull connectors (all, or one partner's).
+    Sync { partner: Option<String> },
     /// Write every record of one type (actors, actions, outcomes, partnerships) to stdout.
     Export {
         kind: String,
@@ -123,6 +125,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 let report = seed::load_demo(&app.store, now()).await?;
                 tracing::info!(report = %describe(&report), "demo data loaded");
             }
+            crate::connectors::schedule(app.store.clone(), &app.config.connectors);
             let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
             let addr = listener.local_addr()?;
             println!("Passerelle is serving {database}");
@@ -141,6 +144,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             format,
             partner,
         } => export(&app, &kind, &format, partner).await?,
+        Command::Sync { partner } => {
+            let reports =
+                crate::connectors::sync_all(&app.store, &app.config.connectors, partner.as_deref())
+                    .await?;
+            for r in reports {
+                println!(
+                    "synced {}: {} pages, {} records ({} created, {} updated, {} unchanged)",
+                    r.partner, r.pages, r.records, r.created, r.updated, r.unchanged
+                );
+            }
+        }
         Command::Schema => {}
     }
     Ok(())

@@ -49,6 +49,73 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Pull connectors, one per partner source (`[[connectors]]` tables in the TOML file).
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// The protocol a partner's API speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorKind {
+    /// `GET base_url?limit=N&after=CURSOR` answering
+    /// `{"records": [...], "cursor": "...", "has_more": bool}` with records in the import format.
+    #[default]
+    Rest,
+}
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One partner source Passerelle pulls from, authenticating with OAuth2 client credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The partner that owns what this source sends.
+    pub partner: String,
+    #[serde(default)]
+    pub kind: ConnectorKind,
+    pub base_url: url::Url,
+    pub token_url: url::Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Scopes to ask the partner's token endpoint for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_connector_page")]
+    pub page_size: u32,
+    /// Seconds between scheduled passes under `serve`; 0 runs it only from `passerelle sync`.
+    #[serde(default)]
+    pub interval_secs: u64,
+    /// Attempts per request before a pass gives up (transient errors only).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubled at each attempt.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+    /// Per-request timeout in seconds.
+    #[serde(default = "default_connector_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_connector_page() -> u32 {
+    100
+}
+fn default_attempts() -> u32 {
+    4
+}
+fn default_backoff() -> u64 {
+    500
+}
+fn default_connector_timeout() -> u64 {
+    30
 }
 
 impl Default for Config {
@@ -68,6 +135,7 @@ impl Default for Config {
             db_connect_timeout_secs: 5,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            connectors: Vec::new(),
         }
     }
 }
@@ -170,6 +238,18 @@ impl Config {
         }
         if self.max_query_depth == 0 || self.max_query_complexity == 0 {
             return bad("max_query_depth and max_query_complexity must be positive".into());
+        }
+        let mut partners = std::collections::BTreeSet::new();
+        for c in &self.connectors {
+            if !partners.insert(c.partner.as_str()) {
+                return bad(format!("two connectors for partner `{}`", c.partner));
+            }
+            if c.page_size == 0 || c.page_size > 10_000 || c.max_attempts == 0 {
+                return bad(format!(
+                    "connector `{}`: page_size must be 1-10000 and max_attempts positive",
+                    c.partner
+                ));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(format!(

@@ -78,7 +78,7 @@ impl ImportReport {
     }
 }
 
-fn at(line: usize, e: FieldError) -> FieldError {
+pub(crate) fn at(line: usize, e: FieldError) -> FieldError {
     let field = if e.field.is_empty() {
         format!("line {line}")
     } else {
@@ -99,29 +99,13 @@ pub fn parse(
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    let mut accept = |line: usize, value: serde_json::Value, errors: &mut Vec<FieldError>| {
-        match format::record_from_json(value) {
-            Ok(record) => match record.into_domain(partner, source) {
-                Ok(record) => {
-                    let checked = match &record {
-                        DomainRecord::Actor(r) => check::validate_actor(r),
-                        DomainRecord::Action(r) => check::validate_action(r),
-                        DomainRecord::Outcome(r) => check::validate_outcome(r),
-                        DomainRecord::Partnership(r) => check::validate_partnership(r),
-                    };
-                    match checked {
-                        Ok(()) => rows.push(Row { line, record }),
-                        Err(Error::Invalid(fields)) => {
-                            errors.extend(fields.into_iter().map(|f| at(line, f)))
-                        }
-                        Err(other) => errors.push(at(line, FieldError::new("", other.message()))),
-                    }
-                }
-                Err(e) => errors.push(at(line, e)),
-            },
-            Err(e) => errors.push(at(line, e)),
-        }
-    };
+    let mut accept =
+        |line: usize, value: serde_json::Value, errors: &mut Vec<FieldError>| match check_value(
+            value, partner, source,
+        ) {
+            Ok(record) => rows.push(Row { line, record }),
+            Err(fields) => errors.extend(fields.into_iter().map(|f| at(line, f))),
+        };
     match format {
         Format::Ndjson => {
             let mut read = 0u64;
@@ -214,6 +198,28 @@ pub fn parse(
     Ok(order(rows))
 }
 
+/// Reads and checks one record (a JSON object in the import format) as `partner` writes it.
+pub fn check_value(
+    value: serde_json::Value,
+    partner: &str,
+    source: &str,
+) -> std::result::Result<DomainRecord, Vec<FieldError>> {
+    let record = format::record_from_json(value)
+        .and_then(|r| r.into_domain(partner, source))
+        .map_err(|e| vec![e])?;
+    let checked = match &record {
+        DomainRecord::Actor(r) => check::validate_actor(r),
+        DomainRecord::Action(r) => check::validate_action(r),
+        DomainRecord::Outcome(r) => check::validate_outcome(r),
+        DomainRecord::Partnership(r) => check::validate_partnership(r),
+    };
+    match checked {
+        Ok(()) => Ok(record),
+        Err(Error::Invalid(fields)) => Err(fields),
+        Err(other) => Err(vec![FieldError::new("", other.message())]),
+    }
+}
+
 fn line_of(field: &str) -> usize {
     field
         .strip_prefix("line ")
@@ -228,7 +234,7 @@ fn line_of(field: &str) -> usize {
 
 /// Orders rows so that what is referenced is written first: actors, actions, outcomes,
 /// partnerships, and within actors and actions, parents before their children.
-fn order(rows: Vec<Row>) -> Vec<Row> {
+pub fn order(rows: Vec<Row>) -> Vec<Row> {
     let parents: HashMap<(u8, String), Option<String>> = rows
         .iter()
         .map(|r| {

@@ -164,3 +164,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     partnerships,
     partnership_members,
 );
+
+diesel::table! {
+    /// Where each partner's pull connector stopped: the partner API's opaque cursor.
+    connector_cursors (partner_id) {
+        partner_id -> Text,
+        cursor -> Text,
+        updated_at -> Text,
+    }
+}

@@ -1,0 +1,268 @@
+//! Pull connectors against a real partner API on loopback, with its own OAuth2 token endpoint,
+//! on both backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Json;
+use common::{partner, TestApp};
+use passerelle::config::{ConnectorConfig, ConnectorKind, Secret};
+use passerelle::connectors::{self, RestConnector};
+use serde_json::{json, Value};
+
+/// The partner's API: records served in pages from an index cursor, behind bearer tokens.
+#[derive(Default)]
+struct Api {
+    records: Vec<Value>,
+    tokens_issued: usize,
+    valid_token: Option<String>,
+    /// Answer 503 to the next N page requests.
+    fail_next: usize,
+    /// Answer 503 to every request for pages at or after this index.
+    broken_from: Option<usize>,
+    /// The `after` of every page request.
+    requests: Vec<Option<String>>,
+}
+
+type Shared = Arc<Mutex<Api>>;
+
+async fn token(State(api): State<Shared>, headers: HeaderMap, body: String) -> impl IntoResponse {
+    use base64::Engine;
+    let mut api = api.lock().unwrap();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("passerelle:s3cret")
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid_client" })),
+        );
+    }
+    if !body.contains("grant_type=client_credentials") || !body.contains("scope=records%3Aread") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "unsupported_grant_type" })),
+        );
+    }
+    api.tokens_issued += 1;
+    let token = format!("tok-{}", api.tokens_issued);
+    api.valid_token = Some(token.clone());
+    (
+        StatusCode::OK,
+        Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": 3600 })),
+    )
+}
+
+async fn serve_records(
+    State(api): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let mut api = api.lock().unwrap();
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    if bearer.is_none() || bearer != api.valid_token {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid_token" })),
+        );
+    }
+    api.requests.push(q.get("after").cloned());
+    let after: usize = q.get("after").map(|a| a.parse().unwrap()).unwrap_or(0);
+    let limit: usize = q["limit"].parse().unwrap();
+    if api.fail_next > 0 {
+        api.fail_next -= 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
+    }
+    if api.broken_from.is_some_and(|b| after >= b) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
+    }
+    let end = (after + limit).min(api.records.len());
+    let page: Vec<Value> = api.records[after.min(end)..end].to_vec();
+    (
+        StatusCode::OK,
+        Json(
+            json!({ "records": page, "cursor": end.to_string(), "has_more": end < api.records.len() }),
+        ),
+    )
+}
+
+async fn spawn_api(records: Vec<Value>) -> (Shared, String) {
+    let api: Shared = Arc::new(Mutex::new(Api {
+        records,
+        ..Api::default()
+    }));
+    let router = axum::Router::new()
+        .route("/oauth/token", post(token))
+        .route("/v1/records", get(serve_records))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (api, format!("http://{addr}"))
+}
+
+fn actor(i: usize) -> Value {
+    json!({ "type": "actor", "id": format!("remote-{i}"), "kind": "ASSOCIATION",
+            "name": format!("Association distante {i}"), "visibility": "PUBLIC" })
+}
+
+fn config(base: &str) -> ConnectorConfig {
+    ConnectorConfig {
+        partner: "anvita".into(),
+        kind: ConnectorKind::Rest,
+        base_url: format!("{base}/v1/records").parse().unwrap(),
+        token_url: format!("{base}/oauth/token").parse().unwrap(),
+        client_id: "passerelle".into(),
+        client_secret: Secret("s3cret".into()),
+        scopes: vec!["records:read".into()],
+        page_size: 3,
+        interval_secs: 0,
+        max_attempts: 3,
+        backoff_ms: 10,
+        timeout_secs: 5,
+    }
+}
+
+async fn remote_actors(app: &TestApp) -> i64 {
+    let body = app
+        .graphql_as(
+            &partner("anvita", &["read"]),
+            r#"{ actors(filter: { text: "Association distante" }) { totalCount } }"#,
+            json!({}),
+        )
+        .await;
+    body["data"]["actors"]["totalCount"].as_i64().unwrap()
+}
+
+async fn a_pass_pulls_every_page_then_only_what_is_new(app: TestApp) {
+    app.seed().await;
+    let (api, base) = spawn_api((0..7).map(actor).collect()).await;
+    let connector = RestConnector::new(config(&base)).unwrap();
+    let report = connectors::sync_once(&app.app.store, &connector)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!((report.pages, report.created), (3, 7), "{report:?}");
+    assert_eq!(remote_actors(&app).await, 7);
+    {
+        let api = api.lock().unwrap();
+        assert_eq!(api.tokens_issued, 1, "one token for every page");
+        assert_eq!(
+            api.requests,
+            [None, Some("3".to_owned()), Some("6".to_owned())]
+        );
+    }
+    // The next pass starts from the stored cursor and finds nothing new.
+    let report = connectors::sync_once(&app.app.store, &connector)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!((report.records, report.created), (0, 0), "{report:?}");
+    // New records upstream: only they are read.
+    api.lock().unwrap().records.extend((7..9).map(actor));
+    let report = connectors::sync_once(&app.app.store, &connector)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!((report.records, report.created), (2, 2), "{report:?}");
+    assert_eq!(remote_actors(&app).await, 9);
+    {
+        let api = api.lock().unwrap();
+        assert_eq!(api.tokens_issued, 1, "the token is cached across passes");
+        assert_eq!(api.requests.last().unwrap().as_deref(), Some("7"));
+    }
+    // Provenance names the sync.
+    let data = app
+        .data(
+            r#"{ actors(filter: { text: "Association distante 8" }) { nodes { owner { slug } provenance { source } } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["actors"]["nodes"][0]["provenance"]["source"],
+        "sync:anvita"
+    );
+    assert_eq!(data["actors"]["nodes"][0]["owner"]["slug"], "anvita");
+}
+
+async fn transient_failures_are_retried_and_expired_tokens_renewed(app: TestApp) {
+    app.seed().await;
+    let (api, base) = spawn_api((0..4).map(actor).collect()).await;
+    api.lock().unwrap().fail_next = 2;
+    let connector = RestConnector::new(config(&base)).unwrap();
+    let report = connectors::sync_once(&app.app.store, &connector)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!(report.created, 4, "{report:?}");
+    // The partner revokes the token: the next pass gets a new one and carries on.
+    api.lock().unwrap().valid_token = Some("revoked-elsewhere".into());
+    api.lock().unwrap().records.push(actor(4));
+    let report = connectors::sync_once(&app.app.store, &connector)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!(report.created, 1, "{report:?}");
+    assert_eq!(api.lock().unwrap().tokens_issued, 2);
+}
+
+async fn a_restart_mid_pass_loses_nothing_and_duplicates_nothing(app: TestApp) {
+    app.seed().await;
+    let (api, base) = spawn_api((0..7).map(actor).collect()).await;
+    // The API breaks after the first page, for longer than the retries.
+    api.lock().unwrap().broken_from = Some(3);
+    let connector = RestConnector::new(config(&base)).unwrap();
+    let failed = connectors::sync_once(&app.app.store, &connector).await;
+    assert_eq!(failed.unwrap_err().code(), "SERVICE_UNAVAILABLE");
+    assert_eq!(remote_actors(&app).await, 3, "the first page is committed");
+    // A new process (fresh connector, fresh token cache) on the same database resumes.
+    drop(connector);
+    api.lock().unwrap().broken_from = None;
+    api.lock().unwrap().requests.clear();
+    let restarted = RestConnector::new(config(&base)).unwrap();
+    let report = connectors::sync_once(&app.app.store, &restarted)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!((report.records, report.created), (4, 4), "{report:?}");
+    assert_eq!(api.lock().unwrap().requests[0].as_deref(), Some("3"));
+    assert_eq!(remote_actors(&app).await, 7);
+}
+
+async fn a_bad_page_is_refused_whole_with_its_paths(app: TestApp) {
+    app.seed().await;
+    let mut records: Vec<Value> = (0..2).map(actor).collect();
+    records.push(json!({ "type": "actor", "id": "remote-x", "kind": "ALIEN", "name": "" }));
+    let (_api, base) = spawn_api(records).await;
+    let connector = RestConnector::new(config(&base)).unwrap();
+    match connectors::sync_once(&app.app.store, &connector).await {
+        Err(passerelle::error::Error::Invalid(fields)) => {
+            assert_eq!(fields[0].field, "records[2].kind", "{fields:?}");
+        }
+        other => panic!(
+            "expected BAD_USER_INPUT, got {:?}",
+            other.map_err(|e| e.code())
+        ),
+    }
+    assert_eq!(remote_actors(&app).await, 0);
+}
+
+backend_tests!(
+    a_pass_pulls_every_page_then_only_what_is_new,
+    transient_failures_are_retried_and_expired_tokens_renewed,
+    a_restart_mid_pass_loses_nothing_and_duplicates_nothing,
+    a_bad_page_is_refused_whole_with_its_paths,
+);
