@@ -260,7 +260,96 @@ async fn a_bad_page_is_refused_whole_with_its_paths(app: TestApp) {
     assert_eq!(remote_actors(&app).await, 0);
 }
 
+async fn the_cli_runs_one_pass_from_the_configuration(app: TestApp) {
+    app.seed().await;
+    let (api, base) = spawn_api((0..5).map(actor).collect()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passerelle.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+database_url = "{db}"
+log_level = "warn"
+
+[[connectors]]
+partner = "anvita"
+kind = "rest"
+base_url = "{base}/v1/records"
+token_url = "{base}/oauth/token"
+client_id = "passerelle"
+client_secret = "s3cret"
+scopes = ["records:read"]
+page_size = 2
+backoff_ms = 10
+"#,
+            db = app.database_url
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let file = file.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+                    .arg("--config")
+                    .arg(&file)
+                    .args(["sync", "anvita"])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run().await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("synced anvita: 3 pages, 5 records (5 created"),
+        "{stdout}"
+    );
+    let again = run().await;
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("0 records"), "{stdout}");
+    assert_eq!(
+        api.lock().unwrap().tokens_issued,
+        2,
+        "one token per process"
+    );
+    assert_eq!(remote_actors(&app).await, 5);
+}
+
+#[test]
+fn connector_settings_are_typed_and_secrets_stay_out_of_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let one = r#"
+[[connectors]]
+partner = "anvita"
+base_url = "https://api.example.org/records"
+token_url = "https://api.example.org/token"
+client_id = "id"
+client_secret = "hunter2"
+"#;
+    std::fs::write(&file, one).unwrap();
+    let config = passerelle::config::Config::load(Some(&file), std::iter::empty()).unwrap();
+    let c = &config.connectors[0];
+    assert_eq!(
+        (c.kind, c.page_size, c.interval_secs),
+        (ConnectorKind::Rest, 100, 0)
+    );
+    assert!(!format!("{config:?}").contains("hunter2"));
+    // Two connectors for one partner, or an unknown key, are refused.
+    std::fs::write(&file, format!("{one}{one}")).unwrap();
+    let e = passerelle::config::Config::load(Some(&file), std::iter::empty()).unwrap_err();
+    assert!(e.to_string().contains("two connectors"), "{e}");
+    std::fs::write(&file, format!("{one}colour = \"red\"\n")).unwrap();
+    assert!(passerelle::config::Config::load(Some(&file), std::iter::empty()).is_err());
+}
+
 backend_tests!(
+    the_cli_runs_one_pass_from_the_configuration,
     a_pass_pulls_every_page_then_only_what_is_new,
     transient_failures_are_retried_and_expired_tokens_renewed,
     a_restart_mid_pass_loses_nothing_and_duplicates_nothing,
