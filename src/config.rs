@@ -61,6 +61,9 @@ pub enum ConnectorKind {
     /// `{"records": [...], "cursor": "...", "has_more": bool}` with records in the import format.
     #[default]
     Rest,
+    /// `POST base_url` with a GraphQL query taking `$after: String` and `$first: Int!`, whose
+    /// single root field answers `{records, cursor, hasMore}`.
+    Graphql,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -86,6 +89,9 @@ pub struct ConnectorConfig {
     pub token_url: url::Url,
     pub client_id: String,
     pub client_secret: Secret,
+    /// For `kind = "graphql"`: the query to send (see `connectors::DEFAULT_QUERY`).
+    #[serde(default)]
+    pub graphql_query: Option<String>,
     /// Scopes to ask the partner's token endpoint for.
     #[serde(default)]
     pub scopes: Vec<String>,

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Json;
 use common::{partner, TestApp};
 use passerelle::config::{ConnectorConfig, ConnectorKind, Secret};
-use passerelle::connectors::{self, RestConnector};
+use passerelle::connectors::{self, HttpConnector};
 use serde_json::{json, Value};
 
 /// The partner's API: records served in pages from an index cursor, behind bearer tokens.
@@ -67,6 +67,14 @@ async fn serve_records(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
+    page_for(&api, &headers, &q)
+}
+
+fn page_for(
+    api: &Shared,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> (StatusCode, Json<Value>) {
     let mut api = api.lock().unwrap();
     let bearer = headers
         .get("authorization")
@@ -99,6 +107,34 @@ async fn serve_records(
     )
 }
 
+/// The same records through a GraphQL endpoint (answering Passerelle's default query).
+async fn serve_graphql(
+    State(api): State<Shared>,
+    headers: HeaderMap,
+    Json(request): Json<Value>,
+) -> impl IntoResponse {
+    assert!(request["query"]
+        .as_str()
+        .unwrap()
+        .contains("passerelleRecords"));
+    let mut q = HashMap::new();
+    if let Some(after) = request["variables"]["after"].as_str() {
+        q.insert("after".to_owned(), after.to_owned());
+    }
+    q.insert(
+        "limit".to_owned(),
+        request["variables"]["first"].to_string(),
+    );
+    let (status, Json(page)) = page_for(&api, &headers, &q);
+    let body = if status == StatusCode::OK {
+        json!({ "data": { "passerelleRecords": {
+            "records": page["records"], "cursor": page["cursor"], "hasMore": page["has_more"] } } })
+    } else {
+        page
+    };
+    (status, Json(body))
+}
+
 async fn spawn_api(records: Vec<Value>) -> (Shared, String) {
     let api: Shared = Arc::new(Mutex::new(Api {
         records,
@@ -107,6 +143,7 @@ async fn spawn_api(records: Vec<Value>) -> (Shared, String) {
     let router = axum::Router::new()
         .route("/oauth/token", post(token))
         .route("/v1/records", get(serve_records))
+        .route("/graphql", post(serve_graphql))
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -127,6 +164,7 @@ fn config(base: &str) -> ConnectorConfig {
         token_url: format!("{base}/oauth/token").parse().unwrap(),
         client_id: "passerelle".into(),
         client_secret: Secret("s3cret".into()),
+        graphql_query: None,
         scopes: vec!["records:read".into()],
         page_size: 3,
         interval_secs: 0,
@@ -150,7 +188,7 @@ async fn remote_actors(app: &TestApp) -> i64 {
 async fn a_pass_pulls_every_page_then_only_what_is_new(app: TestApp) {
     app.seed().await;
     let (api, base) = spawn_api((0..7).map(actor).collect()).await;
-    let connector = RestConnector::new(config(&base)).unwrap();
+    let connector = HttpConnector::new(config(&base)).unwrap();
     let report = connectors::sync_once(&app.app.store, &connector)
         .await
         .map_err(|e| e.message())
@@ -202,7 +240,7 @@ async fn transient_failures_are_retried_and_expired_tokens_renewed(app: TestApp)
     app.seed().await;
     let (api, base) = spawn_api((0..4).map(actor).collect()).await;
     api.lock().unwrap().fail_next = 2;
-    let connector = RestConnector::new(config(&base)).unwrap();
+    let connector = HttpConnector::new(config(&base)).unwrap();
     let report = connectors::sync_once(&app.app.store, &connector)
         .await
         .map_err(|e| e.message())
@@ -219,12 +257,28 @@ async fn transient_failures_are_retried_and_expired_tokens_renewed(app: TestApp)
     assert_eq!(api.lock().unwrap().tokens_issued, 2);
 }
 
+async fn a_graphql_source_is_read_the_same_way(app: TestApp) {
+    app.seed().await;
+    let (api, base) = spawn_api((0..5).map(actor).collect()).await;
+    let mut settings = config(&base);
+    settings.kind = ConnectorKind::Graphql;
+    settings.base_url = format!("{base}/graphql").parse().unwrap();
+    let connector = HttpConnector::new(settings).unwrap();
+    let report = connectors::sync_once(&app.app.store, &connector)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!((report.pages, report.created), (2, 5), "{report:?}");
+    assert_eq!(api.lock().unwrap().requests, [None, Some("3".to_owned())]);
+    assert_eq!(remote_actors(&app).await, 5);
+}
+
 async fn a_restart_mid_pass_loses_nothing_and_duplicates_nothing(app: TestApp) {
     app.seed().await;
     let (api, base) = spawn_api((0..7).map(actor).collect()).await;
     // The API breaks after the first page, for longer than the retries.
     api.lock().unwrap().broken_from = Some(3);
-    let connector = RestConnector::new(config(&base)).unwrap();
+    let connector = HttpConnector::new(config(&base)).unwrap();
     let failed = connectors::sync_once(&app.app.store, &connector).await;
     assert_eq!(failed.unwrap_err().code(), "SERVICE_UNAVAILABLE");
     assert_eq!(remote_actors(&app).await, 3, "the first page is committed");
@@ -232,7 +286,7 @@ async fn a_restart_mid_pass_loses_nothing_and_duplicates_nothing(app: TestApp) {
     drop(connector);
     api.lock().unwrap().broken_from = None;
     api.lock().unwrap().requests.clear();
-    let restarted = RestConnector::new(config(&base)).unwrap();
+    let restarted = HttpConnector::new(config(&base)).unwrap();
     let report = connectors::sync_once(&app.app.store, &restarted)
         .await
         .map_err(|e| e.message())
@@ -247,7 +301,7 @@ async fn a_bad_page_is_refused_whole_with_its_paths(app: TestApp) {
     let mut records: Vec<Value> = (0..2).map(actor).collect();
     records.push(json!({ "type": "actor", "id": "remote-x", "kind": "ALIEN", "name": "" }));
     let (_api, base) = spawn_api(records).await;
-    let connector = RestConnector::new(config(&base)).unwrap();
+    let connector = HttpConnector::new(config(&base)).unwrap();
     match connectors::sync_once(&app.app.store, &connector).await {
         Err(passerelle::error::Error::Invalid(fields)) => {
             assert_eq!(fields[0].field, "records[2].kind", "{fields:?}");
@@ -349,6 +403,7 @@ client_secret = "hunter2"
 }
 
 backend_tests!(
+    a_graphql_source_is_read_the_same_way,
     the_cli_runs_one_pass_from_the_configuration,
     a_pass_pulls_every_page_then_only_what_is_new,
     transient_failures_are_retried_and_expired_tokens_renewed,

@@ -8,7 +8,7 @@
 //! (the `oauth2` crate), cached until shortly before it expires; transient failures (network,
 //! 429, 5xx) are retried with exponential backoff, and a 401 refreshes the token once.
 
-mod rest;
+mod http;
 mod token;
 
 use std::time::Duration;
@@ -24,7 +24,7 @@ use crate::ingest::import::{self, ImportReport, Row};
 use crate::storage::schema::connector_cursors;
 use crate::storage::{AnyConnection, Store};
 
-pub use rest::RestConnector;
+pub use http::{HttpConnector, DEFAULT_QUERY};
 
 /// One page from a partner's API.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -46,9 +46,9 @@ pub trait Connector: Send + Sync {
 }
 
 /// The connector a configuration describes.
-pub fn build(config: &ConnectorConfig) -> Result<RestConnector> {
+pub fn build(config: &ConnectorConfig) -> Result<HttpConnector> {
     match config.kind {
-        ConnectorKind::Rest => RestConnector::new(config.clone()),
+        ConnectorKind::Rest | ConnectorKind::Graphql => HttpConnector::new(config.clone()),
     }
 }
 

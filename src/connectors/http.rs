@@ -1,4 +1,8 @@
-//! A partner API speaking JSON over REST.
+//! A partner API speaking JSON over REST, or GraphQL.
+//!
+//! - REST: `GET base_url?limit=N[&after=CURSOR]` answers a `Page` as JSON.
+//! - GraphQL: `POST base_url` with `graphql_query` (default [`DEFAULT_QUERY`]) and the variables
+//!   `after` and `first`; the query's single root field answers `{records, cursor, hasMore}`.
 
 use std::time::Duration;
 
@@ -7,9 +11,41 @@ use reqwest::StatusCode;
 use super::token::TokenSource;
 use super::{Connector, Page};
 use crate::config::ConnectorConfig;
+use crate::config::ConnectorKind;
 use crate::error::{Error, Result};
 
-pub struct RestConnector {
+/// The query sent to GraphQL sources that do not configure their own.
+pub const DEFAULT_QUERY: &str = "query PasserelleSync($after: String, $first: Int!) { passerelleRecords(after: $after, first: $first) { records cursor hasMore } }";
+
+/// A GraphQL source's page, as its root field answers it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphqlPage {
+    records: Vec<serde_json::Value>,
+    cursor: String,
+    #[serde(default)]
+    has_more: bool,
+}
+
+fn graphql_page(body: serde_json::Value) -> std::result::Result<Page, String> {
+    if let Some(errors) = body.get("errors").filter(|e| !e.is_null()) {
+        return Err(format!("the partner API answered errors: {errors}"));
+    }
+    let root = body
+        .get("data")
+        .and_then(|d| d.as_object())
+        .and_then(|d| d.values().next())
+        .cloned()
+        .ok_or("no data in the partner API's answer")?;
+    let page: GraphqlPage = serde_json::from_value(root).map_err(|e| e.to_string())?;
+    Ok(Page {
+        records: page.records,
+        cursor: page.cursor,
+        has_more: page.has_more,
+    })
+}
+
+pub struct HttpConnector {
     config: ConnectorConfig,
     http: reqwest::Client,
     tokens: TokenSource,
@@ -22,7 +58,7 @@ enum Failure {
     Fatal(Error),
 }
 
-impl RestConnector {
+impl HttpConnector {
     pub fn new(config: ConnectorConfig) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
@@ -31,7 +67,7 @@ impl RestConnector {
             .build()
             .map_err(Error::internal)?;
         let tokens = TokenSource::new(&config, http.clone())?;
-        Ok(RestConnector {
+        Ok(HttpConnector {
             config,
             http,
             tokens,
@@ -43,15 +79,26 @@ impl RestConnector {
             Error::Unavailable(m) => Failure::Transient(m),
             other => Failure::Fatal(other),
         })?;
-        let mut url = self.config.base_url.clone();
-        url.query_pairs_mut()
-            .append_pair("limit", &self.config.page_size.to_string());
-        if let Some(c) = cursor {
-            url.query_pairs_mut().append_pair("after", c);
-        }
-        let response = self
-            .http
-            .get(url)
+        let request = match self.config.kind {
+            ConnectorKind::Rest => {
+                let mut url = self.config.base_url.clone();
+                url.query_pairs_mut()
+                    .append_pair("limit", &self.config.page_size.to_string());
+                if let Some(c) = cursor {
+                    url.query_pairs_mut().append_pair("after", c);
+                }
+                self.http.get(url)
+            }
+            ConnectorKind::Graphql => {
+                self.http
+                    .post(self.config.base_url.clone())
+                    .json(&serde_json::json!({
+                        "query": self.config.graphql_query.as_deref().unwrap_or(DEFAULT_QUERY),
+                        "variables": { "after": cursor, "first": self.config.page_size },
+                    }))
+            }
+        };
+        let response = request
             .bearer_auth(token)
             .send()
             .await
@@ -70,15 +117,28 @@ impl RestConnector {
                 "the partner API answered {status}"
             ))));
         }
-        response.json::<Page>().await.map_err(|e| {
+        let unreadable = |e: String| {
             Failure::Fatal(Error::Unavailable(format!(
                 "the partner API sent a page Passerelle cannot read: {e}"
             )))
-        })
+        };
+        match self.config.kind {
+            ConnectorKind::Rest => response
+                .json::<Page>()
+                .await
+                .map_err(|e| unreadable(e.to_string())),
+            ConnectorKind::Graphql => {
+                let body: serde_json::Value = response
+                    .json()
+                    .await
+                    .map_err(|e| unreadable(e.to_string()))?;
+                graphql_page(body).map_err(unreadable)
+            }
+        }
     }
 }
 
-impl Connector for RestConnector {
+impl Connector for HttpConnector {
     fn partner(&self) -> &str {
         &self.config.partner
     }
