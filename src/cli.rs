@@ -1,4 +1,4 @@
-//! The `passerelle` command: `serve`, `migrate`, `seed`, `schema`.
+//! The `passerelle` command: `serve`, `migrate`, `seed`, `schema`, `import`, `export`, `sync`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,29 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Import a partner's NDJSON or CSV record file: every row is checked first, then all are
+    /// written in one transaction, or none. Importing the same file again changes nothing.
+    Import {
+        /// The partner that owns the records (its slug).
+        #[arg(long)]
+        partner: String,
+        /// `ndjson` or `csv`; by default from the file extension.
+        #[arg(long)]
+        format: Option<String>,
+        file: PathBuf,
+    },
+    /// Run one pass of the configured pull connectors (all, or one partner's).
+    Sync { partner: Option<String> },
+    /// Write every record of one type (actors, actions, outcomes, partnerships) to stdout.
+    Export {
+        kind: String,
+        /// `ndjson` (default) or `csv`.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Export what this partner sees; public records only without it.
+        #[arg(long)]
+        partner: Option<String>,
+    },
     /// Persisted queries.
     Pq {
         #[command(subcommand)]
@@ -161,6 +184,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 let report = seed::load_demo(&app.store, now()).await?;
                 tracing::info!(report = %describe(&report), "demo data loaded");
             }
+            crate::connectors::schedule(app.store.clone(), &app.config.connectors);
             let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
             let addr = listener.local_addr()?;
             println!("Passerelle is serving {database}");
@@ -184,8 +208,143 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 count(crate::storage::writes::WriteEffect::Unchanged),
             );
         }
+        Command::Import {
+            partner,
+            format,
+            file,
+        } => import_file(&app, partner, format, file).await?,
+        Command::Export {
+            kind,
+            format,
+            partner,
+        } => export(&app, &kind, &format, partner).await?,
+        Command::Sync { partner } => {
+            let reports =
+                crate::connectors::sync_all(&app.store, &app.config.connectors, partner.as_deref())
+                    .await?;
+            for r in reports {
+                println!(
+                    "synced {}: {} pages, {} records ({} created, {} updated, {} unchanged)",
+                    r.partner, r.pages, r.records, r.created, r.updated, r.unchanged
+                );
+            }
+        }
         Command::Schema => {}
     }
+    Ok(())
+}
+
+async fn import_file(
+    app: &App,
+    partner: String,
+    format: Option<String>,
+    file: PathBuf,
+) -> anyhow::Result<()> {
+    use crate::ingest::import::{self, Format};
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    let format = match format.as_deref() {
+        Some("ndjson") | Some("jsonl") => Format::Ndjson,
+        Some("csv") => Format::Csv,
+        Some(other) => anyhow::bail!("unknown format `{other}`: use ndjson or csv"),
+        None => Format::from_path(&file).ok_or_else(|| {
+            anyhow::anyhow!("cannot tell the format from the file name: pass --format ndjson|csv")
+        })?,
+    };
+    let known = {
+        let p = partner.clone();
+        app.store
+            .run(move |c| crate::storage::queries::partners_by_ids(c, &[p]))
+            .await?
+    };
+    if known.is_empty() {
+        anyhow::bail!("unknown partner `{partner}`");
+    }
+    let opened = std::fs::File::open(&file)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+    let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+    let style = |template: &str| {
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    };
+    let reading =
+        ProgressBar::new(size).with_style(style("checking {bar:40} {bytes}/{total_bytes} ({eta})"));
+    let source = format!("import:{partner}");
+    let rows = {
+        let (bar, partner, source) = (reading.clone(), partner.clone(), source);
+        tokio::task::spawn_blocking(move || {
+            import::parse(
+                format,
+                std::io::BufReader::new(opened),
+                &partner,
+                &source,
+                |read| bar.set_position(read),
+            )
+        })
+        .await?
+    };
+    reading.finish_and_clear();
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(crate::error::Error::Invalid(errors)) => {
+            for e in &errors {
+                eprintln!("{}: {}: {}", file.display(), e.field, e.message);
+            }
+            anyhow::bail!("{} problem(s) found; nothing was imported", errors.len());
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let writing = ProgressBar::new(rows.len() as u64)
+        .with_style(style("writing  {bar:40} {pos}/{len} rows ({eta})"));
+    let bar = writing.clone();
+    let writer = crate::domain::RowFilter {
+        own: Some(partner.clone()),
+        shared_by: Vec::new(),
+    };
+    let result = app
+        .store
+        .run(move |c| import::write_all(c, &writer, &rows, &now(), |n| bar.set_position(n as u64)))
+        .await;
+    writing.finish_and_clear();
+    match result {
+        Ok(report) => {
+            println!(
+                "imported {} rows for {partner}: {} created, {} updated, {} unchanged",
+                report.rows, report.created, report.updated, report.unchanged
+            );
+            Ok(())
+        }
+        Err(crate::error::Error::Invalid(errors)) => {
+            for e in &errors {
+                eprintln!("{}: {}: {}", file.display(), e.field, e.message);
+            }
+            anyhow::bail!("{} problem(s) found; nothing was imported", errors.len());
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn export(
+    app: &App,
+    kind: &str,
+    format: &str,
+    partner: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::export::{self, ExportFormat};
+    use std::io::Write;
+    use tokio_stream::StreamExt;
+
+    let kind = kind.parse()?;
+    let format = ExportFormat::parse(format)?;
+    let rows = crate::domain::RowFilter {
+        own: partner,
+        shared_by: Vec::new(),
+    };
+    let mut stream = export::stream(app.store.clone(), rows, kind, format);
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?)?;
+    }
+    out.flush()?;
     Ok(())
 }
 

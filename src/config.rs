@@ -80,6 +80,79 @@ pub struct Config {
     /// How long a cached response lives, in seconds.
     pub response_cache_ttl_secs: u64,
     pub rate_limit: RateLimitConfig,
+    /// Pull connectors, one per partner source (`[[connectors]]` tables in the TOML file).
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// The protocol a partner's API speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorKind {
+    /// `GET base_url?limit=N&after=CURSOR` answering
+    /// `{"records": [...], "cursor": "...", "has_more": bool}` with records in the import format.
+    #[default]
+    Rest,
+    /// `POST base_url` with a GraphQL query taking `$after: String` and `$first: Int!`, whose
+    /// single root field answers `{records, cursor, hasMore}`.
+    Graphql,
+}
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One partner source Passerelle pulls from, authenticating with OAuth2 client credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The partner that owns what this source sends.
+    pub partner: String,
+    #[serde(default)]
+    pub kind: ConnectorKind,
+    pub base_url: url::Url,
+    pub token_url: url::Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// For `kind = "graphql"`: the query to send (see `connectors::DEFAULT_QUERY`).
+    #[serde(default)]
+    pub graphql_query: Option<String>,
+    /// Scopes to ask the partner's token endpoint for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_connector_page")]
+    pub page_size: u32,
+    /// Seconds between scheduled passes under `serve`; 0 runs it only from `passerelle sync`.
+    #[serde(default)]
+    pub interval_secs: u64,
+    /// Attempts per request before a pass gives up (transient errors only).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubled at each attempt.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+    /// Per-request timeout in seconds.
+    #[serde(default = "default_connector_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_connector_page() -> u32 {
+    100
+}
+fn default_attempts() -> u32 {
+    4
+}
+fn default_backoff() -> u64 {
+    500
+}
+fn default_connector_timeout() -> u64 {
+    30
 }
 
 /// A token bucket: `per_second` tokens are added each second, up to `burst`.
@@ -155,6 +228,7 @@ impl Default for Config {
             response_cache_entries: 10_000,
             response_cache_ttl_secs: 60,
             rate_limit: RateLimitConfig::default(),
+            connectors: Vec::new(),
         }
     }
 }
@@ -300,6 +374,18 @@ impl Config {
         for b in buckets {
             if !(b.per_second > 0.0 && b.per_second.is_finite()) || b.burst == 0 {
                 return bad("rate_limit buckets need per_second > 0 and burst >= 1".into());
+            }
+        }
+        let mut partners = std::collections::BTreeSet::new();
+        for c in &self.connectors {
+            if !partners.insert(c.partner.as_str()) {
+                return bad(format!("two connectors for partner `{}`", c.partner));
+            }
+            if c.page_size == 0 || c.page_size > 10_000 || c.max_attempts == 0 {
+                return bad(format!(
+                    "connector `{}`: page_size must be 1-10000 and max_attempts positive",
+                    c.partner
+                ));
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {

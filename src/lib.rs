@@ -13,15 +13,22 @@
 //! - [`domain`]: records, vocabularies, the `Viewer` and its visibility policy, validation, seeds.
 //! - [`storage`]: diesel on SQLite or PostgreSQL: migrations, reads, idempotent writes.
 //!
+//! Partner data in and out: [`ingest`] (bulk import, and the record format it shares with
+//! [`export`], the streaming export for researchers), [`connectors`] (pulling from partners'
+//! APIs); push mutations are in [`graphql`].
+//!
 //! Beside them: [`config`] (one typed configuration), [`error`] (one error type with stable
 //! codes), [`app`] (the state shared by handlers) and [`cli`] (the `passerelle` command).
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod persisted;
 pub mod storage;

@@ -7,8 +7,10 @@ pub mod actions;
 pub mod actors;
 pub mod common;
 pub mod context;
+pub mod federation;
 pub mod ids;
 pub mod loaders;
+pub mod mutations;
 pub mod node;
 pub mod outcomes;
 pub mod pagination;
@@ -16,9 +18,10 @@ pub mod partners;
 pub mod partnerships;
 pub mod prefetch;
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Object, Schema};
+use async_graphql::{Context, EmptySubscription, MergedObject, Object, Schema};
 
 pub use context::RequestContext;
+pub use mutations::Mutation;
 pub use pagination::PageLimits;
 
 use crate::config::Config;
@@ -67,13 +70,15 @@ pub struct Query(
     partnerships::PartnershipQueries,
     node::NodeQueries,
     ViewerQueries,
+    federation::EntityQueries,
 );
 
-pub type PasserelleSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type PasserelleSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema with the limits from `config`.
 pub fn build_schema(config: &Config) -> PasserelleSchema {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .enable_federation()
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .finish()

@@ -6,16 +6,18 @@ mod cors;
 mod extract;
 mod graphql;
 mod health;
+pub mod ingest;
 mod limits;
 mod negotiate;
 pub mod rate_limit;
+pub mod viewer;
 
 use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -39,6 +41,8 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/import", post(ingest::import_handler))
+        .route("/export/{kind}", get(ingest::export_handler))
         .fallback(health::not_found)
         .with_state(app)
         .layer(DefaultBodyLimit::max(body_limit))

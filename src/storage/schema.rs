@@ -174,3 +174,12 @@ diesel::table! {
         created_at -> Text,
     }
 }
+
+diesel::table! {
+    /// Where each partner's pull connector stopped: the partner API's opaque cursor.
+    connector_cursors (partner_id) {
+        partner_id -> Text,
+        cursor -> Text,
+        updated_at -> Text,
+    }
+}

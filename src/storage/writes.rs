@@ -611,3 +611,75 @@ pub fn insert_synthetic(
         Ok(WriteEffect::Created)
     })
 }
+
+/// What a retirement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RetireEffect {
+    Retired,
+    /// It was retired already: retrying a retirement changes nothing.
+    Unchanged,
+}
+
+/// Declares `retire_*`: sets `retired_at` on a record its owner no longer publishes. Reads skip
+/// retired rows; writing the record again brings it back.
+macro_rules! retire {
+    ($(#[$meta:meta])* $name:ident, $table:ident, $what:literal) => {
+        $(#[$meta])*
+        pub fn $name(
+            conn: &mut AnyConnection,
+            owner: &str,
+            id: &str,
+            now: &str,
+        ) -> Result<RetireEffect> {
+            conn.transaction(|c| {
+                let existing: Option<(String, Option<String>)> = $table::table
+                    .find(id)
+                    .select(($table::owner_partner_id, $table::retired_at))
+                    .first(c)
+                    .optional()?;
+                match existing {
+                    None => Err(Error::NotFound(format!("{} `{id}`", $what))),
+                    Some((o, _)) if o != owner => Err(Error::Forbidden(
+                        "this id belongs to another partner's record".into(),
+                    )),
+                    Some((_, Some(_))) => Ok(RetireEffect::Unchanged),
+                    Some((_, None)) => {
+                        diesel::update($table::table.find(id))
+                            .set((
+                                $table::retired_at.eq(Some(now)),
+                                $table::updated_at.eq(now),
+                            ))
+                            .execute(c)?;
+                        Ok(RetireEffect::Retired)
+                    }
+                }
+            })
+        }
+    };
+}
+
+retire!(
+    /// Retires one of `owner`'s actors.
+    retire_actor,
+    actors,
+    "actor"
+);
+retire!(
+    /// Retires one of `owner`'s actions (its outcomes are hidden with it).
+    retire_action,
+    actions,
+    "action"
+);
+retire!(
+    /// Retires one of `owner`'s outcomes.
+    retire_outcome,
+    outcomes,
+    "outcome"
+);
+retire!(
+    /// Retires one of `owner`'s partnerships.
+    retire_partnership,
+    partnerships,
+    "partnership"
+);

@@ -201,6 +201,26 @@ impl TestApp {
         body["data"].clone()
     }
 
+    /// Runs a GraphQL request in-process as `viewer`, through the same schema and request
+    /// context the HTTP endpoint builds (no HTTP pipeline: no cache, limits or rate limits).
+    pub async fn execute_as(
+        &self,
+        viewer: &passerelle::domain::Viewer,
+        query: &str,
+        variables: Value,
+    ) -> Value {
+        let context = passerelle::graphql::RequestContext::new(
+            viewer.clone(),
+            self.app.store.clone(),
+            self.app.page_limits(),
+        );
+        let request = async_graphql::Request::new(query)
+            .variables(async_graphql::Variables::from_json(variables))
+            .data(context);
+        let response = self.app.schema.execute(request).await;
+        serde_json::to_value(&response).unwrap()
+    }
+
     /// SQL statements sent so far by this app's pool.
     pub fn statements(&self) -> u64 {
         self.app.store.statements().get()
@@ -309,6 +329,15 @@ impl TestApp {
             &[(TEST_VIEWER, viewer)],
         )
         .await
+    }
+}
+
+/// A partner's caller with the given scopes.
+pub fn partner(id: &str, scopes: &[&str]) -> passerelle::domain::Viewer {
+    passerelle::domain::Viewer {
+        partner: Some(id.to_owned()),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,86 @@
+//! Push: partners create, update and retire their own records. One mutation object per domain
+//! concept, merged into the root.
+//!
+//! Every mutation takes the record's id from the client (`input.id`, any 1-100 characters of
+//! letters, digits, `-`, `_`; a UUID is fine): the same id with the same content is `UNCHANGED`,
+//! so a client retrying over a flaky network never creates a duplicate, and retiring twice is
+//! harmless. Writes need the `write` scope; the owner is always the caller's partner. Each write
+//! is one transaction through `storage::writes`, with provenance `push:<partner>`.
+
+pub mod actions;
+pub mod actors;
+pub mod outcomes;
+pub mod partnerships;
+
+use async_graphql::{Context, Enum, MergedObject, SimpleObject};
+
+use super::context::{request, RequestContext};
+use crate::error::Result;
+use crate::storage::writes;
+
+/// What a write did.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// The record did not exist; it does now.
+    Created,
+    /// The record existed with other content (or was retired); it has this content now.
+    Updated,
+    /// The record already had exactly this content: nothing changed.
+    Unchanged,
+}
+
+impl From<writes::WriteEffect> for WriteEffect {
+    fn from(e: writes::WriteEffect) -> Self {
+        match e {
+            writes::WriteEffect::Created => WriteEffect::Created,
+            writes::WriteEffect::Updated => WriteEffect::Updated,
+            writes::WriteEffect::Unchanged => WriteEffect::Unchanged,
+        }
+    }
+}
+
+/// What a retirement did.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum RetireEffect {
+    /// The record is retired: no query returns it any more.
+    Retired,
+    /// It was retired already.
+    Unchanged,
+}
+
+impl From<writes::RetireEffect> for RetireEffect {
+    fn from(e: writes::RetireEffect) -> Self {
+        match e {
+            writes::RetireEffect::Retired => RetireEffect::Retired,
+            writes::RetireEffect::Unchanged => RetireEffect::Unchanged,
+        }
+    }
+}
+
+/// The result of a `retire*` mutation.
+#[derive(SimpleObject)]
+pub struct RetirePayload {
+    /// The id you retired (your own id for the record).
+    pub local_id: String,
+    pub effect: RetireEffect,
+}
+
+/// The request and the partner it may write as.
+pub(crate) fn writer<'a>(ctx: &'a Context<'_>) -> Result<(&'a RequestContext, String)> {
+    let rc = request(ctx)?;
+    let partner = crate::ingest::writer_partner(&rc.viewer)?.to_owned();
+    Ok((rc, partner))
+}
+
+/// The provenance source of pushed records.
+pub(crate) fn push_source(partner: &str) -> String {
+    format!("push:{partner}")
+}
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(
+    actors::ActorMutations,
+    actions::ActionMutations,
+    outcomes::OutcomeMutations,
+    partnerships::PartnershipMutations,
+);

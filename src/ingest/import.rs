@@ -1,0 +1,387 @@
+//! Bulk import: a partner's NDJSON or CSV file, checked row by row first, then written
+//! all-or-nothing through the one write path (`storage::writes`) in a single transaction. Every
+//! problem is reported with its line number; re-importing the same file changes nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::BufRead;
+
+use diesel::Connection;
+use serde::Serialize;
+
+use super::format::{self, DomainRecord};
+use crate::domain::{write as check, RowFilter};
+use crate::error::{Error, FieldError, Result};
+use crate::storage::writes::{self, WriteEffect};
+use crate::storage::AnyConnection;
+
+/// The formats `POST /import` and `passerelle import` read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    /// From a `Content-Type` such as `application/x-ndjson` or `text/csv; charset=utf-8`.
+    pub fn from_content_type(ct: &str) -> Option<Format> {
+        let essence = ct.split(';').next().unwrap_or_default().trim();
+        match essence.to_ascii_lowercase().as_str() {
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+                Some(Format::Ndjson)
+            }
+            "text/csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+
+    /// From a file name ending in `.ndjson`, `.jsonl` or `.csv`.
+    pub fn from_path(path: &std::path::Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// A checked row, with the line it came from (1-based; the CSV header is line 1).
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub line: usize,
+    pub record: DomainRecord,
+}
+
+/// What an import did, per record type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub rows: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub by_type: BTreeMap<&'static str, BTreeMap<WriteEffect, usize>>,
+}
+
+impl ImportReport {
+    fn count(&mut self, kind: &'static str, effect: WriteEffect) {
+        self.rows += 1;
+        match effect {
+            WriteEffect::Created => self.created += 1,
+            WriteEffect::Updated => self.updated += 1,
+            WriteEffect::Unchanged => self.unchanged += 1,
+        }
+        *self
+            .by_type
+            .entry(kind)
+            .or_default()
+            .entry(effect)
+            .or_default() += 1;
+    }
+}
+
+pub(crate) fn at(line: usize, e: FieldError) -> FieldError {
+    let field = if e.field.is_empty() {
+        format!("line {line}")
+    } else {
+        format!("line {line}.{}", e.field)
+    };
+    FieldError::new(field, e.message)
+}
+
+/// Reads and checks every row of `input` as records `partner` writes from `source`: syntax,
+/// vocabularies, field rules, ownership and duplicate ids. Calls `progress` with the bytes read
+/// so far. Returns every row, or every problem found.
+pub fn parse(
+    format: Format,
+    input: impl BufRead,
+    partner: &str,
+    source: &str,
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    let mut accept =
+        |line: usize, value: serde_json::Value, errors: &mut Vec<FieldError>| match check_value(
+            value, partner, source,
+        ) {
+            Ok(record) => rows.push(Row { line, record }),
+            Err(fields) => errors.extend(fields.into_iter().map(|f| at(line, f))),
+        };
+    match format {
+        Format::Ndjson => {
+            let mut read = 0u64;
+            for (i, line) in input.lines().enumerate() {
+                let n = i + 1;
+                let text = match line {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(at(n, FieldError::new("", format!("cannot read: {e}"))));
+                        break;
+                    }
+                };
+                read += text.len() as u64 + 1;
+                progress(read);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(v) if v.is_object() => accept(n, v, &mut errors),
+                    Ok(_) => errors.push(at(n, FieldError::new("", "must be a JSON object"))),
+                    Err(e) => errors.push(at(n, FieldError::new("", format!("not JSON: {e}")))),
+                }
+            }
+        }
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(false)
+                .from_reader(input);
+            let headers: Vec<String> = match reader.headers() {
+                Ok(h) => h.iter().map(|s| s.trim().to_owned()).collect(),
+                Err(e) => {
+                    return Err(Error::Invalid(vec![FieldError::new(
+                        "line 1",
+                        format!("cannot read the CSV header: {e}"),
+                    )]))
+                }
+            };
+            if let Err(e) = format::check_csv_header(&headers) {
+                return Err(Error::Invalid(e));
+            }
+            for result in reader.records() {
+                match result {
+                    Ok(cells) => {
+                        let n = cells.position().map(|p| p.line() as usize).unwrap_or(0);
+                        progress(cells.position().map(|p| p.byte()).unwrap_or(0));
+                        match format::csv_row_to_json(&headers, &cells) {
+                            Ok(v) => accept(n, v, &mut errors),
+                            Err(fields) => errors.extend(fields.into_iter().map(|f| at(n, f))),
+                        }
+                    }
+                    Err(e) => {
+                        let n = e.position().map(|p| p.line() as usize).unwrap_or(0);
+                        errors.push(at(n, FieldError::new("", format!("bad CSV row: {e}"))));
+                        // A syntax error can leave the reader out of step: stop here.
+                        if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // An id twice in one file would make the file's meaning depend on row order.
+    let mut seen: HashMap<(&'static str, String), usize> = HashMap::new();
+    for row in &rows {
+        let key = (row.record.kind(), row.record.id().to_owned());
+        if let Some(first) = seen.get(&key) {
+            errors.push(at(
+                row.line,
+                FieldError::new(
+                    "id",
+                    format!("{} `{}` already appears on line {first}", key.0, key.1),
+                ),
+            ));
+        } else {
+            seen.insert(key, row.line);
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| line_of(&e.field));
+        return Err(Error::Invalid(errors));
+    }
+    if rows.is_empty() {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "file",
+            "contains no records",
+        )]));
+    }
+    Ok(order(rows))
+}
+
+/// Reads and checks one record (a JSON object in the import format) as `partner` writes it.
+pub fn check_value(
+    value: serde_json::Value,
+    partner: &str,
+    source: &str,
+) -> std::result::Result<DomainRecord, Vec<FieldError>> {
+    let record = format::record_from_json(value)
+        .and_then(|r| r.into_domain(partner, source))
+        .map_err(|e| vec![e])?;
+    let checked = match &record {
+        DomainRecord::Actor(r) => check::validate_actor(r),
+        DomainRecord::Action(r) => check::validate_action(r),
+        DomainRecord::Outcome(r) => check::validate_outcome(r),
+        DomainRecord::Partnership(r) => check::validate_partnership(r),
+    };
+    match checked {
+        Ok(()) => Ok(record),
+        Err(Error::Invalid(fields)) => Err(fields),
+        Err(other) => Err(vec![FieldError::new("", other.message())]),
+    }
+}
+
+fn line_of(field: &str) -> usize {
+    field
+        .strip_prefix("line ")
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Orders rows so that what is referenced is written first: actors, actions, outcomes,
+/// partnerships, and within actors and actions, parents before their children.
+pub fn order(rows: Vec<Row>) -> Vec<Row> {
+    let parents: HashMap<(u8, String), Option<String>> = rows
+        .iter()
+        .map(|r| {
+            (
+                (r.record.rank(), r.record.id().to_owned()),
+                r.record.parent().map(str::to_owned),
+            )
+        })
+        .collect();
+    let depth = |r: &Row| {
+        let mut d = 0usize;
+        let mut seen = HashSet::new();
+        let mut cur = r.record.parent().map(str::to_owned);
+        while let Some(p) = cur {
+            if !seen.insert(p.clone()) {
+                break; // a cycle: the write reports it
+            }
+            match parents.get(&(r.record.rank(), p)) {
+                Some(next) => {
+                    d += 1;
+                    cur = next.clone();
+                }
+                None => break,
+            }
+        }
+        d
+    };
+    let mut keyed: Vec<(u8, usize, Row)> = rows
+        .into_iter()
+        .map(|r| (r.record.rank(), depth(&r), r))
+        .collect();
+    keyed.sort_by_key(|(rank, depth, r)| (*rank, *depth, r.line));
+    keyed.into_iter().map(|(_, _, r)| r).collect()
+}
+
+/// Writes checked rows in one transaction: all of them, or (on any problem) none. Problems the
+/// write path finds (unknown references, another partner's id) are all reported, with their line.
+pub fn write_all(
+    conn: &mut AnyConnection,
+    writer: &RowFilter,
+    rows: &[Row],
+    now: &str,
+    mut progress: impl FnMut(usize),
+) -> Result<ImportReport> {
+    conn.transaction(|c| {
+        let mut report = ImportReport::default();
+        let mut errors = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let written = match &row.record {
+                DomainRecord::Actor(r) => writes::upsert_actor(c, writer, r, now),
+                DomainRecord::Action(r) => writes::upsert_action(c, writer, r, now),
+                DomainRecord::Outcome(r) => writes::upsert_outcome(c, writer, r, now),
+                DomainRecord::Partnership(r) => writes::upsert_partnership(c, writer, r, now),
+            };
+            match written {
+                Ok(effect) => report.count(row.record.kind(), effect),
+                Err(Error::Invalid(fields)) => {
+                    errors.extend(fields.into_iter().map(|f| at(row.line, f)))
+                }
+                Err(Error::Forbidden(m)) => errors.push(at(row.line, FieldError::new("id", m))),
+                Err(other) => return Err(other),
+            }
+            progress(i + 1);
+        }
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            errors.sort_by_key(|e| line_of(&e.field));
+            Err(Error::Invalid(errors))
+        }
+    })
+}
+
+/// Checks then writes a whole file held in memory (the HTTP endpoint), as `partner` with the
+/// writer's `rows` filter.
+pub async fn import_bytes(
+    store: &crate::storage::Store,
+    writer: RowFilter,
+    partner: String,
+    source: String,
+    format: Format,
+    body: bytes::Bytes,
+    now: String,
+) -> Result<ImportReport> {
+    let rows = tokio::task::spawn_blocking(move || {
+        parse(format, body.as_ref(), &partner, &source, |_| {})
+    })
+    .await??;
+    store
+        .run(move |c| write_all(c, &writer, &rows, &now, |_| {}))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_bad_row_with_its_line() {
+        let file = concat!(
+            r#"{"type":"actor","id":"a1","kind":"ASSOCIATION","name":"Un"}"#,
+            "\n",
+            r#"{"type":"actor","id":"a2","kind":"ASSOCIATION","name":""}"#,
+            "\n",
+            "not json\n",
+            "\n",
+            r#"{"type":"actor","id":"a1","kind":"ASSOCIATION","name":"Deux","owner":"anvita"}"#,
+            "\n",
+        );
+        let Err(Error::Invalid(errors)) = parse(
+            Format::Ndjson,
+            file.as_bytes(),
+            "caravan",
+            "import:test",
+            |_| {},
+        ) else {
+            panic!("expected errors");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["line 2.name", "line 3", "line 5.owner"],
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn orders_parents_before_children() {
+        let file = concat!(
+            r#"{"type":"partnership","id":"p","name":"P","members":[{"actor_id":"c","role":"LEAD"}]}"#,
+            "\n",
+            r#"{"type":"actor","id":"c","kind":"OTHER","name":"C","parent_actor_id":"b"}"#,
+            "\n",
+            r#"{"type":"actor","id":"b","kind":"OTHER","name":"B","parent_actor_id":"a"}"#,
+            "\n",
+            r#"{"type":"actor","id":"a","kind":"OTHER","name":"A"}"#,
+            "\n",
+        );
+        let rows = parse(
+            Format::Ndjson,
+            file.as_bytes(),
+            "caravan",
+            "import:test",
+            |_| {},
+        )
+        .unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r.record.id()).collect();
+        assert_eq!(ids, ["a", "b", "c", "p"]);
+    }
+}

@@ -1,0 +1,272 @@
+//! Bulk import over HTTP (in-process as a partner, and anonymously over the wire) and from the
+//! command line, on both backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{partner, TestApp};
+use passerelle::error::Error;
+use passerelle::http::ingest::import_as;
+use serde_json::json;
+
+const NDJSON: &str = concat!(
+    r#"{"type":"partnership","id":"imp-pship","action_id":"imp-child","name":"Atelier partagé","members":[{"actor_id":"imp-asso","role":"IMPLEMENTER"}]}"#,
+    "\n",
+    r#"{"type":"action","id":"imp-child","kind":"WORKSHOP","title":"Atelier importé","parent_action_id":"imp-plan","themes":["access-to-rights"],"places":[{"name":"Grenoble","level":"COMMUNE","insee_code":"38185"}],"visibility":"PUBLIC"}"#,
+    "\n",
+    r#"{"type":"action","id":"imp-plan","kind":"PROGRAMME","title":"Plan importé","starts_on":"2024","visibility":"PUBLIC"}"#,
+    "\n",
+    "\n",
+    r#"{"type":"outcome","id":"imp-out","action_id":"imp-child","indicator":"personnes reçues","measure":"ACTUAL","value":42,"disaggregations":[{"dimension":"age","category":"18-25","value":10}],"visibility":"PUBLIC"}"#,
+    "\n",
+    r#"{"type":"actor","id":"imp-asso","kind":"ASSOCIATION","name":"Association importée","visibility":"PUBLIC","source_ref":"crm-17"}"#,
+    "\n",
+);
+
+/// The same records as `NDJSON`, in CSV.
+const CSV: &str = r#"type,id,kind,name,title,parent_action_id,action_id,starts_on,themes,places,indicator,measure,value,disaggregations,members,visibility,source_ref
+actor,imp-asso,ASSOCIATION,Association importée,,,,,,,,,,,,PUBLIC,crm-17
+action,imp-plan,PROGRAMME,,Plan importé,,,2024,,,,,,,,PUBLIC,
+action,imp-child,WORKSHOP,,Atelier importé,imp-plan,,,"[""access-to-rights""]","[{""name"": ""Grenoble"", ""level"": ""COMMUNE"", ""insee_code"": ""38185""}]",,,,,,PUBLIC,
+outcome,imp-out,,,,,imp-child,,,,personnes reçues,ACTUAL,42,"[{""dimension"": ""age"", ""category"": ""18-25"", ""value"": 10}]",,PUBLIC,
+partnership,imp-pship,,Atelier partagé,,,imp-child,,,,,,,,"[{""actor_id"": ""imp-asso"", ""role"": ""IMPLEMENTER""}]",,
+"#;
+
+async fn totals(app: &TestApp) -> (i64, i64, i64, i64) {
+    let body = app
+        .execute_as(
+            &partner("caravan", &["read"]),
+            "{ actors { totalCount } actions { totalCount } outcomes { totalCount } partnerships { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let n = |k: &str| body["data"][k]["totalCount"].as_i64().unwrap();
+    (n("actors"), n("actions"), n("outcomes"), n("partnerships"))
+}
+
+async fn ndjson_imports_all_rows_and_reimporting_changes_nothing(app: TestApp) {
+    app.seed().await;
+    let caravan = partner("caravan", &["write"]);
+    let before = totals(&app).await;
+    let report = import_as(
+        &app.app,
+        &caravan,
+        Some("application/x-ndjson"),
+        NDJSON.into(),
+    )
+    .await
+    .map_err(|e| e.message())
+    .unwrap();
+    assert_eq!((report.rows, report.created), (5, 5), "{report:?}");
+    let after = totals(&app).await;
+    assert_eq!(
+        after,
+        (before.0 + 1, before.1 + 2, before.2 + 1, before.3 + 1)
+    );
+    let again = import_as(
+        &app.app,
+        &caravan,
+        Some("application/x-ndjson"),
+        NDJSON.into(),
+    )
+    .await
+    .map_err(|e| e.message())
+    .unwrap();
+    assert_eq!((again.rows, again.unchanged), (5, 5), "{again:?}");
+    assert_eq!(totals(&app).await, after);
+    // The records read back with the importing partner as owner and provenance.
+    let data = app
+        .data(
+            r#"{ actions(filter: { text: "Atelier importé" }) { nodes { owner { slug } parent { title } provenance { source } outcomes { value } } } }"#,
+            json!({}),
+        )
+        .await;
+    let node = &data["actions"]["nodes"][0];
+    assert_eq!(node["owner"]["slug"], "caravan");
+    assert_eq!(node["parent"]["title"], "Plan importé");
+    assert_eq!(node["provenance"]["source"], "import:caravan");
+    assert_eq!(node["outcomes"][0]["value"], 42.0);
+}
+
+async fn csv_reads_the_same_records_as_ndjson(app: TestApp) {
+    app.seed().await;
+    let caravan = partner("caravan", &["write"]);
+    let report = import_as(
+        &app.app,
+        &caravan,
+        Some("text/csv; charset=utf-8"),
+        CSV.into(),
+    )
+    .await
+    .map_err(|e| e.message())
+    .unwrap();
+    assert_eq!((report.rows, report.created), (5, 5), "{report:?}");
+    // The NDJSON file says exactly the same.
+    let ndjson = import_as(
+        &app.app,
+        &caravan,
+        Some("application/x-ndjson"),
+        NDJSON.into(),
+    )
+    .await
+    .map_err(|e| e.message())
+    .unwrap();
+    assert_eq!((ndjson.rows, ndjson.unchanged), (5, 5), "{ndjson:?}");
+    // A changed cell updates that record only.
+    let changed = CSV.replace("Plan importé", "Plan importé (v2)");
+    let again = import_as(&app.app, &caravan, Some("text/csv"), changed.into())
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!((again.updated, again.unchanged), (1, 4), "{again:?}");
+}
+
+fn problems(result: Result<passerelle::ingest::import::ImportReport, Error>) -> Vec<String> {
+    match result {
+        Err(Error::Invalid(fields)) => fields.into_iter().map(|f| f.field).collect(),
+        Err(other) => panic!("expected BAD_USER_INPUT, got {}", other.code()),
+        Ok(r) => panic!("expected errors, imported {r:?}"),
+    }
+}
+
+async fn every_problem_is_reported_with_its_line_and_nothing_is_written(app: TestApp) {
+    app.seed().await;
+    let caravan = partner("caravan", &["write"]);
+    let before = totals(&app).await;
+    let file = concat!(
+        r#"{"type":"actor","id":"ok-1","kind":"ASSOCIATION","name":"Fine"}"#,
+        "\n",
+        r#"{"type":"actor","id":"bad 2","kind":"ASSOCIATION","name":"","website":"nope"}"#,
+        "\n",
+        r#"{"type":"action","id":"a3","kind":"DANCE","title":"x"}"#,
+        "\n",
+        "{ not json\n",
+        r#"{"type":"actor","id":"ok-1","kind":"OTHER","name":"Again"}"#,
+        "\n",
+    );
+    let fields = problems(
+        import_as(
+            &app.app,
+            &caravan,
+            Some("application/x-ndjson"),
+            file.into(),
+        )
+        .await,
+    );
+    assert_eq!(
+        fields,
+        [
+            "line 2.id",
+            "line 2.name",
+            "line 2.website",
+            "line 3.kind",
+            "line 4",
+            "line 5.id"
+        ]
+    );
+    // Rows that pass on their own but fail against the database (unknown reference, another
+    // partner's id) are reported too, and the good rows before them are rolled back.
+    let file = concat!(
+        r#"{"type":"actor","id":"ok-1","kind":"ASSOCIATION","name":"Fine"}"#,
+        "\n",
+        r#"{"type":"outcome","id":"o2","action_id":"nowhere","indicator":"n","measure":"ACTUAL","value":1}"#,
+        "\n",
+        r#"{"type":"action","id":"caravan-2020-experiment","kind":"WORKSHOP","title":"mine now"}"#,
+        "\n",
+    );
+    let anvita = partner("anvita", &["write"]);
+    let fields =
+        problems(import_as(&app.app, &anvita, Some("application/x-ndjson"), file.into()).await);
+    assert_eq!(fields, ["line 2.actionId", "line 3.id"]);
+    assert_eq!(totals(&app).await, before);
+    // CSV: lines count from the header.
+    let csv = "type,id,kind,name\nactor,c1,ASSOCIATION,Un\nactor,c2,PLANET,Deux\nactor,c3,OTHER,\n";
+    let fields = problems(import_as(&app.app, &caravan, Some("text/csv"), csv.into()).await);
+    assert_eq!(fields, ["line 3.kind", "line 4.name"]);
+    let csv = "type,id,colour\nactor,c1,red\n";
+    let fields = problems(import_as(&app.app, &caravan, Some("text/csv"), csv.into()).await);
+    assert_eq!(fields, ["line 1.colour"]);
+    assert_eq!(totals(&app).await, before);
+}
+
+async fn the_endpoint_is_authenticated_like_graphql(app: TestApp) {
+    app.seed().await;
+    // Over HTTP every caller is anonymous until token auth lands.
+    let res = app
+        .http
+        .post(app.url("/import"))
+        .header("content-type", "application/x-ndjson")
+        .body(NDJSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "UNAUTHENTICATED");
+    // Read-only partners may not import; the content type must say the format.
+    let reader = partner("caravan", &["read"]);
+    let e = import_as(
+        &app.app,
+        &reader,
+        Some("application/x-ndjson"),
+        NDJSON.into(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), "FORBIDDEN");
+    let writer = partner("caravan", &["write"]);
+    let e = import_as(&app.app, &writer, Some("application/json"), NDJSON.into())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "BAD_REQUEST");
+}
+
+async fn the_cli_imports_a_file_with_the_same_outcome(app: TestApp) {
+    app.seed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.ndjson");
+    std::fs::write(&path, NDJSON).unwrap();
+    let run = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+            .args(["import", "--partner", "caravan"])
+            .arg(file)
+            .env("PASSERELLE_DATABASE_URL", &app.database_url)
+            .env("PASSERELLE_LOG_LEVEL", "warn")
+            .output()
+            .unwrap()
+    };
+    let first = run(&path);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{first:?}");
+    assert!(stdout.contains("5 created"), "{stdout}");
+    let second = run(&path);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("0 created, 0 updated, 5 unchanged"),
+        "{stdout}"
+    );
+    // A bad file: every problem on stderr with file and line, a failing exit, nothing written.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "type,id,kind,name\nactor,x1,OTHER,\nactor,x2,NOPE,Deux\n",
+    )
+    .unwrap();
+    let before = totals(&app).await;
+    let failed = run(&bad);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(stderr.contains("bad.csv: line 2.name"), "{stderr}");
+    assert!(stderr.contains("bad.csv: line 3.kind"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    assert_eq!(totals(&app).await, before);
+}
+
+backend_tests!(
+    ndjson_imports_all_rows_and_reimporting_changes_nothing,
+    csv_reads_the_same_records_as_ndjson,
+    every_problem_is_reported_with_its_line_and_nothing_is_written,
+    the_endpoint_is_authenticated_like_graphql,
+    the_cli_imports_a_file_with_the_same_outcome,
+);
