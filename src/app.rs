@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::keys::{self, KeyRing};
 use crate::config::Config;
 use crate::error::Result;
 use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
@@ -12,21 +13,28 @@ pub struct App {
     pub config: Arc<Config>,
     pub store: Store,
     pub schema: PasserelleSchema,
+    /// The keys that sign and verify access tokens.
+    pub keys: KeyRing,
 }
 
 impl App {
-    /// Connects to the database and applies pending migrations.
+    /// Connects to the database, applies pending migrations and makes sure a signing key exists.
     pub async fn start(config: Config) -> Result<Self> {
         let store = Store::connect(&config.database_url, &config.pool_options())?;
         let applied = store.migrate().await?;
         if applied > 0 {
             tracing::info!(applied, backend = %store.backend(), "migrations applied");
         }
+        if store.run(keys::ensure_signing_key).await? {
+            tracing::info!("created the first token signing key");
+        }
+        let keys = KeyRing::new(store.clone(), config.token_ttl_secs, config.key_cache_secs);
         let schema = build_schema(&config);
         Ok(App {
             config: Arc::new(config),
             store,
             schema,
+            keys,
         })
     }
 

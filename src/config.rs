@@ -49,6 +49,16 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// The `iss` of the access tokens Passerelle issues, and the base of the URLs in its
+    /// authorization-server metadata: the public URL of this deployment.
+    pub token_issuer: String,
+    /// The `aud` of the access tokens Passerelle issues and accepts.
+    pub token_audience: String,
+    /// How long an access token lives.
+    pub token_ttl_secs: u64,
+    /// How long a replica may use its cached signing and verification keys before reading the
+    /// key table again (an unknown `kid` reloads sooner).
+    pub key_cache_secs: u64,
 }
 
 impl Default for Config {
@@ -68,6 +78,10 @@ impl Default for Config {
             db_connect_timeout_secs: 5,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            token_issuer: "http://127.0.0.1:8080".into(),
+            token_audience: "passerelle".into(),
+            token_ttl_secs: 900,
+            key_cache_secs: 60,
         }
     }
 }
@@ -170,6 +184,15 @@ impl Config {
         }
         if self.max_query_depth == 0 || self.max_query_complexity == 0 {
             return bad("max_query_depth and max_query_complexity must be positive".into());
+        }
+        if self.token_ttl_secs == 0 || self.token_ttl_secs > 86_400 {
+            return bad(format!(
+                "token_ttl_secs must be between 1 and 86400, not {}",
+                self.token_ttl_secs
+            ));
+        }
+        if self.token_issuer.is_empty() || self.token_audience.is_empty() {
+            return bad("token_issuer and token_audience must not be empty".into());
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(format!(

@@ -10,10 +10,13 @@
 //! - [`domain`]: records, vocabularies, the `Viewer` and its visibility policy, validation, seeds.
 //! - [`storage`]: diesel on SQLite or PostgreSQL: migrations, reads, idempotent writes.
 //!
+//! - [`auth`]: OAuth2: clients, signed access tokens, sharing agreements, the audit log.
+//!
 //! Beside them: [`config`] (one typed configuration), [`error`] (one error type with stable
 //! codes), [`app`] (the state shared by handlers) and [`cli`] (the `passerelle` command).
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;

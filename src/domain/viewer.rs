@@ -31,8 +31,12 @@ impl Viewer {
         self.scopes.contains(scope)
     }
 
-    /// The rows this viewer may read.
+    /// The rows this viewer may read. Rows beyond the public ones need the `read` scope: a
+    /// token without it (a research-only client, say) sees what anonymous callers see.
     pub fn row_filter(&self) -> RowFilter {
+        if !self.has_scope("read") {
+            return RowFilter::default();
+        }
         RowFilter {
             own: self.partner.clone(),
             shared_by: self.shared_by.iter().cloned().collect(),
@@ -67,6 +71,7 @@ mod tests {
     fn viewer(partner: &str, shared_by: &[&str]) -> Viewer {
         Viewer {
             partner: Some(partner.into()),
+            scopes: ["read".to_string()].into_iter().collect(),
             shared_by: shared_by.iter().map(|s| s.to_string()).collect(),
             ..Viewer::default()
         }
@@ -86,6 +91,16 @@ mod tests {
         for v in Visibility::ALL {
             assert!(f.allows("caravan", *v));
         }
+        assert!(!f.allows("anvita", Visibility::Partners));
+    }
+
+    #[test]
+    fn without_read_scope_a_partner_sees_public_rows_only() {
+        let mut v = viewer("caravan", &["anvita"]);
+        v.scopes.clear();
+        let f = v.row_filter();
+        assert!(f.allows("caravan", Visibility::Public));
+        assert!(!f.allows("caravan", Visibility::Private));
         assert!(!f.allows("anvita", Visibility::Partners));
     }
 

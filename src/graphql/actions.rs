@@ -252,6 +252,7 @@ impl ActionQueries {
         let rows = rc
             .read(move |c, rf| queries::actions_page(c, rf, &q, sort, &page))
             .await?;
+        rc.owners.note(rows.iter().take(size));
         Ok(ActionConnection::new(rows, size, query, |a| &a.id, Action))
     }
 

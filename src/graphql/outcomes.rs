@@ -156,6 +156,7 @@ impl OutcomeQueries {
         let rows = rc
             .read(move |c, rf| queries::outcomes_page(c, rf, &q, &page))
             .await?;
+        rc.owners.note(rows.iter().take(size));
         Ok(OutcomeConnection::new(
             rows,
             size,

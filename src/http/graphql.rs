@@ -5,25 +5,34 @@ use std::any::Any;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::App;
-use crate::domain::Viewer;
+use crate::auth;
 use crate::graphql::RequestContext;
 
-async fn execute(app: &App, request: async_graphql::Request) -> GraphQLResponse {
-    let viewer = Viewer::anonymous();
+async fn execute(app: &App, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    let viewer = match auth::authenticate(app, headers).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let audit = auth::audit::Pending::new(&viewer, &request);
     let context = RequestContext::new(viewer, app.store.clone(), app.page_limits());
-    app.schema.execute(request.data(context)).await.into()
+    let owners = context.owners.clone();
+    let response = app.schema.execute(request.data(context)).await;
+    if let Err(e) = audit.finish(app, &owners, &response).await {
+        return e.into_response();
+    }
+    GraphQLResponse::from(response).into_response()
 }
 
-pub async fn post(State(app): State<App>, request: GraphQLRequest) -> GraphQLResponse {
-    execute(&app, request.into_inner()).await
+pub async fn post(State(app): State<App>, headers: HeaderMap, request: GraphQLRequest) -> Response {
+    execute(&app, &headers, request.into_inner()).await
 }
 
-pub async fn get(State(app): State<App>, request: GraphQLRequest) -> GraphQLResponse {
-    execute(&app, request.into_inner()).await
+pub async fn get(State(app): State<App>, headers: HeaderMap, request: GraphQLRequest) -> Response {
+    execute(&app, &headers, request.into_inner()).await
 }
 
 /// An in-browser IDE for exploring the schema.
