@@ -32,6 +32,8 @@ pub enum Error {
     BadRequest(String),
     Unauthenticated(String),
     Forbidden(String),
+    /// A field the caller's scopes do not cover: the field is null and the error names the scope.
+    ForbiddenField(String),
     Unavailable(String),
     /// Anything the client cannot act on; the detail is logged, never sent.
     Internal(anyhow::Error),
@@ -60,6 +62,7 @@ impl Error {
             Error::BadRequest(_) => "BAD_REQUEST",
             Error::Unauthenticated(_) => "UNAUTHENTICATED",
             Error::Forbidden(_) => "FORBIDDEN",
+            Error::ForbiddenField(_) => "FORBIDDEN_FIELD",
             Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Error::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -70,7 +73,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::ForbiddenField(_) => StatusCode::FORBIDDEN,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +87,7 @@ impl Error {
             Error::BadRequest(m)
             | Error::Unauthenticated(m)
             | Error::Forbidden(m)
+            | Error::ForbiddenField(m)
             | Error::Unavailable(m) => m.clone(),
             Error::Internal(_) => "internal server error".into(),
         }

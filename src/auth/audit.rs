@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use diesel::prelude::*;
 
-use crate::app::{now, App};
+use crate::app::App;
 use crate::domain::Viewer;
 use crate::error::{Error, Result};
 use crate::graphql::context::OwnerLog;
@@ -25,6 +25,16 @@ pub struct Entry {
     pub outcome: String,
 }
 
+/// Now, in RFC 3339 with a fixed nanosecond fraction, so entries sort by time as text.
+fn timestamp() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_else(|_| crate::app::now())
+}
+
 /// Appends one entry.
 pub fn record(
     conn: &mut AnyConnection,
@@ -36,7 +46,7 @@ pub fn record(
     diesel::insert_into(audit_log::table)
         .values((
             audit_log::id.eq(uuid::Uuid::new_v4().to_string()),
-            audit_log::at.eq(now()),
+            audit_log::at.eq(timestamp()),
             audit_log::client_id.eq(&viewer.client_id),
             audit_log::partner_id.eq(&viewer.partner),
             audit_log::operation.eq(operation),
@@ -73,19 +83,33 @@ pub struct Pending {
 impl Pending {
     /// Notes who asks and for what; anonymous requests are not audited.
     pub fn new(viewer: &Viewer, request: &async_graphql::Request) -> Self {
-        let operation = match &request.operation_name {
-            Some(name) => name.clone(),
-            // No name: the first line of the document, enough to recognise it.
-            None => request
-                .query
-                .split_whitespace()
-                .take(12)
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(200)
-                .collect(),
+        let named = || match async_graphql::parser::parse_query(&request.query) {
+            Ok(doc) => match doc.operations {
+                async_graphql::parser::types::DocumentOperations::Multiple(ops)
+                    if ops.len() == 1 =>
+                {
+                    ops.keys().next().map(|n| n.to_string())
+                }
+                _ => None,
+            },
+            Err(_) => None,
         };
+        // The operation's name; else the start of the document, enough to recognise it.
+        let operation = request
+            .operation_name
+            .clone()
+            .or_else(named)
+            .unwrap_or_else(|| {
+                request
+                    .query
+                    .split_whitespace()
+                    .take(12)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(200)
+                    .collect()
+            });
         Pending {
             viewer: viewer.client_id.is_some().then(|| viewer.clone()),
             operation,

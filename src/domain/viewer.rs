@@ -31,6 +31,29 @@ impl Viewer {
         self.scopes.contains(scope)
     }
 
+    /// The field-level policy: `Ok` when the viewer holds `scope`, else a `FORBIDDEN_FIELD`
+    /// error naming it (the field resolves to null beside the error).
+    pub fn require_for_field(&self, scope: &str, field: &str) -> crate::error::Result<()> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(crate::error::Error::ForbiddenField(format!(
+                "`{field}` needs the `{scope}` scope"
+            )))
+        }
+    }
+
+    /// The operation-level policy: `Ok` when the viewer holds `scope`, else `FORBIDDEN`.
+    pub fn require(&self, scope: &str, what: &str) -> crate::error::Result<()> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Forbidden(format!(
+                "{what} needs the `{scope}` scope"
+            )))
+        }
+    }
+
     /// The rows this viewer may read. Rows beyond the public ones need the `read` scope: a
     /// token without it (a research-only client, say) sees what anonymous callers see.
     pub fn row_filter(&self) -> RowFilter {

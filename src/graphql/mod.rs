@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod actors;
+pub mod audit;
 pub mod common;
 pub mod context;
 pub mod ids;
@@ -66,6 +67,7 @@ pub struct Query(
     partnerships::PartnershipQueries,
     node::NodeQueries,
     ViewerQueries,
+    audit::AuditQueries,
 );
 
 pub type PasserelleSchema = Schema<Query, EmptyMutation, EmptySubscription>;
