@@ -59,6 +59,8 @@ pub struct Config {
     /// How long a replica may use its cached signing and verification keys before reading the
     /// key table again (an unknown `kid` reloads sooner).
     pub key_cache_secs: u64,
+    /// Research aggregates withhold cells resting on fewer records (or people) than this.
+    pub research_min_cell: i64,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             token_audience: "passerelle".into(),
             token_ttl_secs: 900,
             key_cache_secs: 60,
+            research_min_cell: 11,
         }
     }
 }
@@ -189,6 +192,12 @@ impl Config {
             return bad(format!(
                 "token_ttl_secs must be between 1 and 86400, not {}",
                 self.token_ttl_secs
+            ));
+        }
+        if self.research_min_cell < 2 {
+            return bad(format!(
+                "research_min_cell must be at least 2, not {}",
+                self.research_min_cell
             ));
         }
         if self.token_issuer.is_empty() || self.token_audience.is_empty() {

@@ -15,6 +15,7 @@ pub mod outcomes;
 pub mod pagination;
 pub mod partners;
 pub mod partnerships;
+pub mod research;
 
 use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Object, Schema};
 
@@ -68,6 +69,7 @@ pub struct Query(
     node::NodeQueries,
     ViewerQueries,
     audit::AuditQueries,
+    research::ResearchQueries,
 );
 
 pub type PasserelleSchema = Schema<Query, EmptyMutation, EmptySubscription>;
@@ -77,6 +79,9 @@ pub fn build_schema(config: &Config) -> PasserelleSchema {
     Schema::build(Query::default(), EmptyMutation, EmptySubscription)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
+        .data(research::ResearchSettings {
+            min_cell: config.research_min_cell,
+        })
         .finish()
 }
 
