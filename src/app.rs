@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::external::ExternalVerifier;
 use crate::auth::keys::{self, KeyRing};
 use crate::config::Config;
 use crate::error::Result;
@@ -15,6 +16,8 @@ pub struct App {
     pub schema: PasserelleSchema,
     /// The keys that sign and verify access tokens.
     pub keys: KeyRing,
+    /// In external mode, the identity provider's token verifier.
+    pub external: Option<Arc<ExternalVerifier>>,
 }
 
 impl App {
@@ -29,12 +32,14 @@ impl App {
             tracing::info!("created the first token signing key");
         }
         let keys = KeyRing::new(store.clone(), config.token_ttl_secs, config.key_cache_secs);
+        let external = ExternalVerifier::from_config(&config)?.map(Arc::new);
         let schema = build_schema(&config);
         Ok(App {
             config: Arc::new(config),
             store,
             schema,
             keys,
+            external,
         })
     }
 

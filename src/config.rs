@@ -21,6 +21,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who issues the access tokens Passerelle accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Passerelle's own authorization server (`/oauth/token`).
+    #[default]
+    Local,
+    /// An external identity provider's JWTs, verified against its JWKS.
+    External,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -61,6 +72,20 @@ pub struct Config {
     pub key_cache_secs: u64,
     /// Research aggregates withhold cells resting on fewer records (or people) than this.
     pub research_min_cell: i64,
+    /// `local` (Passerelle issues tokens) or `external` (an identity provider does).
+    pub auth_mode: AuthMode,
+    /// External mode: the provider's JWKS URL.
+    pub external_jwks_url: Option<String>,
+    /// External mode: the `iss` the provider's tokens carry.
+    pub external_issuer: Option<String>,
+    /// External mode: the `aud` tokens must carry for Passerelle.
+    pub external_audience: Option<String>,
+    /// External mode: the claim naming the caller's partner.
+    pub external_partner_claim: String,
+    /// External mode: the claim with the scopes (a space-separated string or a list).
+    pub external_scope_claim: String,
+    /// External mode: how long a fetched JWKS is trusted before it is fetched again.
+    pub external_jwks_cache_secs: u64,
 }
 
 impl Default for Config {
@@ -85,6 +110,13 @@ impl Default for Config {
             token_ttl_secs: 900,
             key_cache_secs: 60,
             research_min_cell: 11,
+            auth_mode: AuthMode::Local,
+            external_jwks_url: None,
+            external_issuer: None,
+            external_audience: None,
+            external_partner_claim: "partner".into(),
+            external_scope_claim: "scope".into(),
+            external_jwks_cache_secs: 300,
         }
     }
 }
@@ -194,6 +226,16 @@ impl Config {
                 self.token_ttl_secs
             ));
         }
+        if self.auth_mode == AuthMode::External
+            && (self.external_jwks_url.is_none()
+                || self.external_issuer.is_none()
+                || self.external_audience.is_none())
+        {
+            return bad(
+                "auth_mode = \"external\" needs external_jwks_url, external_issuer and external_audience"
+                    .into(),
+            );
+        }
         if self.research_min_cell < 2 {
             return bad(format!(
                 "research_min_cell must be at least 2, not {}",
@@ -283,6 +325,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sqlite://"), "{e}");
+    }
+
+    #[test]
+    fn external_mode_needs_the_provider_settings() {
+        let e = Config::load(None, env(&[("PASSERELLE_AUTH_MODE", "external")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("external_jwks_url"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("PASSERELLE_AUTH_MODE", "external"),
+                ("PASSERELLE_EXTERNAL_JWKS_URL", "http://127.0.0.1:9/jwks"),
+                ("PASSERELLE_EXTERNAL_ISSUER", "http://127.0.0.1:9"),
+                ("PASSERELLE_EXTERNAL_AUDIENCE", "passerelle"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth_mode, AuthMode::External);
+        assert_eq!(c.external_partner_claim, "partner");
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! - [`tokens`]: issuing and verifying access tokens.
 //! - [`sharing`]: data-sharing agreements between partners, which feed `Viewer::shared_by`.
 //! - [`audit`]: the append-only record of authenticated requests.
+//! - [`external`]: verifying an external identity provider's JWTs against its JWKS.
 //! - [`endpoints`]: the HTTP handlers under `/oauth/` and `/.well-known/`.
 
 pub mod audit;
 pub mod clients;
 pub mod endpoints;
+pub mod external;
 pub mod keys;
 pub mod sharing;
 pub mod tokens;
@@ -139,6 +141,27 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Viewer, Auth
     let Some(token) = bearer(headers)? else {
         return Ok(Viewer::anonymous());
     };
+    if let Some(external) = &app.external {
+        let identity = match external.verify(token).await? {
+            Ok(i) => i,
+            Err(r) => return Err(AuthError::Token(r)),
+        };
+        let partner = identity.partner.clone();
+        let shared_by = match partner {
+            Some(p) => {
+                app.store
+                    .run(move |conn| sharing::grantors_for(conn, &p, &sharing::today()))
+                    .await?
+            }
+            None => Default::default(),
+        };
+        return Ok(Viewer {
+            partner: identity.partner,
+            scopes: identity.scopes,
+            client_id: identity.client_id,
+            shared_by,
+        });
+    }
     let claims = match tokens::verify_jwt(&app.config, &app.keys, token).await? {
         Ok(c) => c,
         Err(r) => return Err(AuthError::Token(r)),
