@@ -86,6 +86,12 @@ pub struct Config {
     pub external_scope_claim: String,
     /// External mode: how long a fetched JWKS is trusted before it is fetched again.
     pub external_jwks_cache_secs: u64,
+    /// External mode: the provider's RFC 7662 introspection endpoint, for opaque tokens.
+    pub external_introspection_url: Option<String>,
+    /// External mode: Passerelle's client id at the provider, to call introspection.
+    pub external_client_id: Option<String>,
+    /// External mode: Passerelle's client secret at the provider.
+    pub external_client_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -117,6 +123,9 @@ impl Default for Config {
             external_partner_claim: "partner".into(),
             external_scope_claim: "scope".into(),
             external_jwks_cache_secs: 300,
+            external_introspection_url: None,
+            external_client_id: None,
+            external_client_secret: None,
         }
     }
 }
@@ -226,13 +235,15 @@ impl Config {
                 self.token_ttl_secs
             ));
         }
-        if self.auth_mode == AuthMode::External
-            && (self.external_jwks_url.is_none()
-                || self.external_issuer.is_none()
-                || self.external_audience.is_none())
-        {
+        let jwks = self.external_jwks_url.is_some()
+            && self.external_issuer.is_some()
+            && self.external_audience.is_some();
+        let introspection = self.external_introspection_url.is_some()
+            && self.external_client_id.is_some()
+            && self.external_client_secret.is_some();
+        if self.auth_mode == AuthMode::External && !jwks && !introspection {
             return bad(
-                "auth_mode = \"external\" needs external_jwks_url, external_issuer and external_audience"
+                "auth_mode = \"external\" needs external_jwks_url, external_issuer and external_audience, or external_introspection_url, external_client_id and external_client_secret"
                     .into(),
             );
         }

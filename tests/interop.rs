@@ -110,7 +110,51 @@ async fn a_consumer_for_another_audience_refuses_the_token(provider: TestApp) {
     assert!(challenge.unwrap().contains("audience"));
 }
 
+/// Opaque tokens: the consumer asks the provider's RFC 7662 endpoint with the `oauth2` crate.
+async fn opaque_tokens_are_introspected_at_the_provider(provider: TestApp) {
+    provider.seed().await;
+    // Passerelle's own client at the provider, allowed to introspect every token.
+    let gateway = provider.client("department", "admin").await;
+    let url = provider.url("/oauth/introspect");
+    let consumer = TestApp::spawn_with(provider.backend, move |c| {
+        c.auth_mode = AuthMode::External;
+        c.external_introspection_url = Some(url);
+        c.external_client_id = Some(gateway.id);
+        c.external_client_secret = Some(gateway.secret);
+    })
+    .await
+    .unwrap();
+    consumer.seed().await;
+    let creds = provider.client("anvita", "read read:sensitive").await;
+    let token = provider.token_for(&creds, "read").await;
+    let data = consumer.data_as(&token, VIEWER, json!({})).await;
+    assert_eq!(data["viewer"]["partner"]["slug"], "anvita");
+    assert_eq!(data["viewer"]["scopes"], json!(["read"]));
+    // Cached: the same token again still works (and does not depend on a second call).
+    consumer.data_as(&token, VIEWER, json!({})).await;
+
+    // Revoked at the provider before the consumer ever saw it: inactive, 401.
+    let revoked = provider.token_for(&creds, "").await;
+    let res = provider
+        .http
+        .post(provider.url("/oauth/revoke"))
+        .basic_auth(&creds.id, Some(&creds.secret))
+        .form(&[("token", revoked.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for bad in [revoked.as_str(), "an-opaque-token-nobody-issued"] {
+        let (status, challenge, _) = consumer
+            .graphql_raw(Some(&format!("Bearer {bad}")), VIEWER, json!({}))
+            .await;
+        assert_eq!(status, 401, "{bad}");
+        assert!(challenge.unwrap().contains("invalid_token"));
+    }
+}
+
 backend_tests!(
     external_tokens_are_verified_against_the_providers_jwks,
     a_consumer_for_another_audience_refuses_the_token,
+    opaque_tokens_are_introspected_at_the_provider,
 );
