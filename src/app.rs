@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::auth::external::ExternalVerifier;
+use crate::auth::keys::{self, KeyRing};
 use crate::config::Config;
 use crate::error::Result;
 use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
@@ -18,17 +20,26 @@ pub struct App {
     pub persisted: PersistedQueries,
     pub response_cache: ResponseCache,
     pub rate_limiter: RateLimiter,
+    /// The keys that sign and verify access tokens.
+    pub keys: KeyRing,
+    /// In external mode, the identity provider's token verifier.
+    pub external: Option<Arc<ExternalVerifier>>,
 }
 
 impl App {
-    /// Connects to the database, applies pending migrations and imports the configured
-    /// persisted query manifest.
+    /// Connects to the database, applies pending migrations, makes sure a signing key exists and
+    /// imports the configured persisted query manifest.
     pub async fn start(config: Config) -> Result<Self> {
         let store = Store::connect(&config.database_url, &config.pool_options())?;
         let applied = store.migrate().await?;
         if applied > 0 {
             tracing::info!(applied, backend = %store.backend(), "migrations applied");
         }
+        if store.run(keys::ensure_signing_key).await? {
+            tracing::info!("created the first token signing key");
+        }
+        let keys = KeyRing::new(store.clone(), config.token_ttl_secs, config.key_cache_secs);
+        let external = ExternalVerifier::from_config(&config)?.map(Arc::new);
         let schema = build_schema(&config);
         let persisted = PersistedQueries::new(store.clone(), config.persisted_query_cache_entries);
         if let Some(path) = &config.persisted_query_manifest {
@@ -42,6 +53,8 @@ impl App {
             config: Arc::new(config),
             store,
             schema,
+            keys,
+            external,
         })
     }
 

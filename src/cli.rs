@@ -1,4 +1,5 @@
-//! The `passerelle` command: `serve`, `migrate`, `seed`, `schema`, `import`, `export`, `sync`.
+//! The `passerelle` command: `serve`, `migrate`, `seed`, `schema`, `import`, `export`, `sync`, `pq`,
+//! and the administration of OAuth2 clients, signing keys and data-sharing agreements.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::{now, App};
+use crate::auth::{clients, keys, sharing};
 use crate::config::{Config, LogFormat};
 use crate::domain::{seed, synthetic};
 use crate::storage::writes;
@@ -73,6 +75,63 @@ enum Command {
         #[command(subcommand)]
         command: PqCommand,
     },
+    /// Manage OAuth2 clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage the keys that sign access tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage data-sharing agreements between partners.
+    #[command(subcommand)]
+    Sharing(SharingCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its id and secret (the secret is shown only this once).
+    Create {
+        /// The partner the client acts for, e.g. `caravan`.
+        #[arg(long)]
+        partner: String,
+        /// Space-separated scopes: read read:sensitive write research admin introspect.
+        #[arg(long)]
+        scopes: String,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Revoke a client: no new tokens, and its current tokens stop working.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start signing with a new key; older keys keep verifying until their tokens expire.
+    Rotate,
+    /// List signing keys.
+    List,
+}
+
+#[derive(Subcommand)]
+enum SharingCommand {
+    /// GRANTOR shares its `partners`-visible records with GRANTEE.
+    Grant {
+        grantor: String,
+        grantee: String,
+        /// First day, `YYYY-MM-DD` (default: today).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, `YYYY-MM-DD` (default: open-ended).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// End an agreement on a day (default: today).
+    End {
+        id: String,
+        #[arg(long)]
+        on: Option<String>,
+    },
+    /// List agreements.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -230,6 +289,107 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
         }
         Command::Schema => {}
+        Command::Client(c) => client_command(&app, c).await?,
+        Command::Keys(c) => keys_command(&app, c).await?,
+        Command::Sharing(c) => sharing_command(&app, c).await?,
+    }
+    Ok(())
+}
+
+async fn client_command(app: &App, command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Create { partner, scopes } => {
+            let created = app
+                .store
+                .run(move |c| clients::create(c, &partner, &scopes))
+                .await?;
+            println!("client_id:     {}", created.id);
+            println!("client_secret: {}", created.secret);
+            println!("Store the secret now: it is not kept and cannot be shown again.");
+        }
+        ClientCommand::List => {
+            for c in app.store.run(clients::list).await? {
+                let state = match &c.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".into(),
+                };
+                let scopes: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\tcreated {}",
+                    c.id,
+                    c.partner,
+                    scopes.join(" "),
+                    state,
+                    c.created_at
+                );
+            }
+        }
+        ClientCommand::Revoke { id } => {
+            let shown = id.clone();
+            if app.store.run(move |c| clients::revoke(c, &id)).await? {
+                println!("client {shown} revoked");
+            } else {
+                anyhow::bail!("no active client {shown}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keys_command(app: &App, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Rotate => {
+            let kid = app.store.run(keys::rotate).await?;
+            println!("signing with the new key {kid}; older keys verify until their tokens expire");
+        }
+        KeysCommand::List => {
+            for (kid, created, retired) in app.store.run(keys::list).await? {
+                let state = match retired {
+                    Some(at) => format!("retired at {at}"),
+                    None => "active".into(),
+                };
+                println!("{kid}\tcreated at {created}\t{state}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sharing_command(app: &App, command: SharingCommand) -> anyhow::Result<()> {
+    match command {
+        SharingCommand::Grant {
+            grantor,
+            grantee,
+            from,
+            until,
+        } => {
+            let from = from.unwrap_or_else(sharing::today);
+            let id = app
+                .store
+                .run(move |c| sharing::grant(c, &grantor, &grantee, &from, until.as_deref()))
+                .await?;
+            println!("agreement {id} recorded");
+        }
+        SharingCommand::End { id, on } => {
+            let on = on.unwrap_or_else(sharing::today);
+            let shown = id.clone();
+            if !app.store.run(move |c| sharing::end(c, &id, &on)).await? {
+                anyhow::bail!("no agreement {shown}");
+            }
+            println!("agreement {shown} ended");
+        }
+        SharingCommand::List => {
+            for a in app.store.run(sharing::list).await? {
+                println!(
+                    "{}\t{} -> {}\tfrom {}\tuntil {}",
+                    a.id,
+                    a.grantor,
+                    a.grantee,
+                    a.starts_on,
+                    a.ends_on.as_deref().unwrap_or("(open)")
+                );
+            }
+        }
     }
     Ok(())
 }

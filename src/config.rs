@@ -22,6 +22,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who issues the access tokens Passerelle accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Passerelle's own authorization server (`/oauth/token`).
+    #[default]
+    Local,
+    /// An external identity provider's JWTs, verified against its JWKS.
+    External,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -50,6 +61,38 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// The `iss` of the access tokens Passerelle issues, and the base of the URLs in its
+    /// authorization-server metadata: the public URL of this deployment.
+    pub token_issuer: String,
+    /// The `aud` of the access tokens Passerelle issues and accepts.
+    pub token_audience: String,
+    /// How long an access token lives.
+    pub token_ttl_secs: u64,
+    /// How long a replica may use its cached signing and verification keys before reading the
+    /// key table again (an unknown `kid` reloads sooner).
+    pub key_cache_secs: u64,
+    /// Research aggregates withhold cells resting on fewer records (or people) than this.
+    pub research_min_cell: i64,
+    /// `local` (Passerelle issues tokens) or `external` (an identity provider does).
+    pub auth_mode: AuthMode,
+    /// External mode: the provider's JWKS URL.
+    pub external_jwks_url: Option<String>,
+    /// External mode: the `iss` the provider's tokens carry.
+    pub external_issuer: Option<String>,
+    /// External mode: the `aud` tokens must carry for Passerelle.
+    pub external_audience: Option<String>,
+    /// External mode: the claim naming the caller's partner.
+    pub external_partner_claim: String,
+    /// External mode: the claim with the scopes (a space-separated string or a list).
+    pub external_scope_claim: String,
+    /// External mode: how long a fetched JWKS is trusted before it is fetched again.
+    pub external_jwks_cache_secs: u64,
+    /// External mode: the provider's RFC 7662 introspection endpoint, for opaque tokens.
+    pub external_introspection_url: Option<String>,
+    /// External mode: Passerelle's client id at the provider, to call introspection.
+    pub external_client_id: Option<String>,
+    /// External mode: Passerelle's client secret at the provider.
+    pub external_client_secret: Option<String>,
     /// Most aliases one GraphQL document may use.
     pub max_query_aliases: usize,
     /// Most lexical tokens one GraphQL document may have (checked before it is parsed).
@@ -229,6 +272,21 @@ impl Default for Config {
             response_cache_ttl_secs: 60,
             rate_limit: RateLimitConfig::default(),
             connectors: Vec::new(),
+            token_issuer: "http://127.0.0.1:8080".into(),
+            token_audience: "passerelle".into(),
+            token_ttl_secs: 900,
+            key_cache_secs: 60,
+            research_min_cell: 11,
+            auth_mode: AuthMode::Local,
+            external_jwks_url: None,
+            external_issuer: None,
+            external_audience: None,
+            external_partner_claim: "partner".into(),
+            external_scope_claim: "scope".into(),
+            external_jwks_cache_secs: 300,
+            external_introspection_url: None,
+            external_client_id: None,
+            external_client_secret: None,
         }
     }
 }
@@ -388,6 +446,33 @@ impl Config {
                 ));
             }
         }
+        if self.token_ttl_secs == 0 || self.token_ttl_secs > 86_400 {
+            return bad(format!(
+                "token_ttl_secs must be between 1 and 86400, not {}",
+                self.token_ttl_secs
+            ));
+        }
+        let jwks = self.external_jwks_url.is_some()
+            && self.external_issuer.is_some()
+            && self.external_audience.is_some();
+        let introspection = self.external_introspection_url.is_some()
+            && self.external_client_id.is_some()
+            && self.external_client_secret.is_some();
+        if self.auth_mode == AuthMode::External && !jwks && !introspection {
+            return bad(
+                "auth_mode = \"external\" needs external_jwks_url, external_issuer and external_audience, or external_introspection_url, external_client_id and external_client_secret"
+                    .into(),
+            );
+        }
+        if self.research_min_cell < 2 {
+            return bad(format!(
+                "research_min_cell must be at least 2, not {}",
+                self.research_min_cell
+            ));
+        }
+        if self.token_issuer.is_empty() || self.token_audience.is_empty() {
+            return bad("token_issuer and token_audience must not be empty".into());
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(format!(
                 "log_level `{}` is not a tracing filter such as `info`",
@@ -502,6 +587,26 @@ mod tests {
         assert!(e.contains("max_batch_size"), "{e}");
         let c = Config::load(None, env(&[("PASSERELLE_PERSISTED_ONLY", "ios,android")])).unwrap();
         assert_eq!(c.persisted_only, vec!["ios", "android"]);
+    }
+
+    #[test]
+    fn external_mode_needs_the_provider_settings() {
+        let e = Config::load(None, env(&[("PASSERELLE_AUTH_MODE", "external")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("external_jwks_url"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("PASSERELLE_AUTH_MODE", "external"),
+                ("PASSERELLE_EXTERNAL_JWKS_URL", "http://127.0.0.1:9/jwks"),
+                ("PASSERELLE_EXTERNAL_ISSUER", "http://127.0.0.1:9"),
+                ("PASSERELLE_EXTERNAL_AUDIENCE", "passerelle"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth_mode, AuthMode::External);
+        assert_eq!(c.external_partner_claim, "partner");
     }
 
     #[test]

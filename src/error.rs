@@ -32,6 +32,8 @@ pub enum Error {
     BadRequest(String),
     Unauthenticated(String),
     Forbidden(String),
+    /// A field the caller's scopes do not cover: the field is null and the error names the scope.
+    ForbiddenField(String),
     Unavailable(String),
     /// An automatic persisted query whose hash is not known (yet): the client sends the text.
     PersistedQueryNotFound,
@@ -86,6 +88,7 @@ impl Error {
             Error::BadRequest(_) => "BAD_REQUEST",
             Error::Unauthenticated(_) => "UNAUTHENTICATED",
             Error::Forbidden(_) => "FORBIDDEN",
+            Error::ForbiddenField(_) => "FORBIDDEN_FIELD",
             Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Error::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Error::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
@@ -113,7 +116,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Invalid(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::ForbiddenField(_) => StatusCode::FORBIDDEN,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             // Apollo clients (Apollo iOS rejects any non-2xx before its APQ step) only retry with
             // the full text when this arrives with a 200, as Apollo Server and Router send it.
@@ -166,6 +169,7 @@ impl Error {
             | Error::Unauthenticated(m)
             | Error::Forbidden(m)
             | Error::Unavailable(m)
+            | Error::ForbiddenField(m)
             | Error::PersistedQueryRequired(m)
             | Error::QueryTooDeep(m)
             | Error::QueryTooComplex(m)

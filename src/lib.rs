@@ -16,11 +16,13 @@
 //! Partner data in and out: [`ingest`] (bulk import, and the record format it shares with
 //! [`export`], the streaming export for researchers), [`connectors`] (pulling from partners'
 //! APIs); push mutations are in [`graphql`].
+//! - [`auth`]: OAuth2: clients, signed access tokens, sharing agreements, the audit log.
 //!
 //! Beside them: [`config`] (one typed configuration), [`error`] (one error type with stable
 //! codes), [`app`] (the state shared by handlers) and [`cli`] (the `passerelle` command).
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connectors;

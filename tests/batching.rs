@@ -15,7 +15,7 @@ query($first: Int!) {
   actions(first: $first, filter: { partners: ["bulk"] }) {
     nodes {
       title places { name } themes
-      outcomes { indicator value disaggregations { value } }
+      outcomes { indicator value unit }
       partners { role actor { name } }
       partnerships { name members { role actor { name } } }
       parent { title }

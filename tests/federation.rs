@@ -74,7 +74,7 @@ async fn entities_are_batched_and_authorized_like_every_read(app: TestApp) {
     );
 
     // A private record: null for others, resolved for its owner; a foreign id is null.
-    let caravan = partner("caravan", &["write"]);
+    let caravan = partner("caravan", &["read", "write"]);
     let created = app
         .execute_as(
             &caravan,

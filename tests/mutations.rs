@@ -98,7 +98,7 @@ async fn a_retried_create_never_duplicates(app: TestApp) {
 
 async fn retiring_hides_the_record_and_is_idempotent(app: TestApp) {
     app.seed().await;
-    let caravan = partner("caravan", &["write"]);
+    let caravan = partner("caravan", &["read", "write"]);
     let created = app
         .execute_as(
             &caravan,
@@ -176,7 +176,7 @@ async fn writes_need_a_partner_and_the_write_scope(app: TestApp) {
 
 async fn invalid_input_is_reported_field_by_field_and_nothing_is_written(app: TestApp) {
     app.seed().await;
-    let caravan = partner("caravan", &["write"]);
+    let caravan = partner("caravan", &["read", "write"]);
     let before = count_actions(&app, &caravan).await;
     let bad = json!({
         "id": "bad id!",
@@ -232,7 +232,7 @@ async fn invalid_input_is_reported_field_by_field_and_nothing_is_written(app: Te
 
 async fn every_record_type_can_be_pushed_and_retired(app: TestApp) {
     app.seed().await;
-    let caravan = partner("caravan", &["write"]);
+    let caravan = partner("caravan", &["read", "write"]);
     let steps = [
         (
             r#"mutation($input: ActorInput!) { upsertActor(input: $input) { effect actor { name } } }"#,

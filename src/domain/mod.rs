@@ -8,6 +8,7 @@
 
 pub mod dates;
 pub mod records;
+pub mod research;
 pub mod seed;
 pub mod synthetic;
 pub mod viewer;

@@ -31,8 +31,35 @@ impl Viewer {
         self.scopes.contains(scope)
     }
 
-    /// The rows this viewer may read.
+    /// The field-level policy: `Ok` when the viewer holds `scope`, else a `FORBIDDEN_FIELD`
+    /// error naming it (the field resolves to null beside the error).
+    pub fn require_for_field(&self, scope: &str, field: &str) -> crate::error::Result<()> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(crate::error::Error::ForbiddenField(format!(
+                "`{field}` needs the `{scope}` scope"
+            )))
+        }
+    }
+
+    /// The operation-level policy: `Ok` when the viewer holds `scope`, else `FORBIDDEN`.
+    pub fn require(&self, scope: &str, what: &str) -> crate::error::Result<()> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Forbidden(format!(
+                "{what} needs the `{scope}` scope"
+            )))
+        }
+    }
+
+    /// The rows this viewer may read. Rows beyond the public ones need the `read` scope: a
+    /// token without it (a research-only client, say) sees what anonymous callers see.
     pub fn row_filter(&self) -> RowFilter {
+        if !self.has_scope("read") {
+            return RowFilter::default();
+        }
         RowFilter {
             own: self.partner.clone(),
             shared_by: self.shared_by.iter().cloned().collect(),
@@ -67,6 +94,7 @@ mod tests {
     fn viewer(partner: &str, shared_by: &[&str]) -> Viewer {
         Viewer {
             partner: Some(partner.into()),
+            scopes: ["read".to_string()].into_iter().collect(),
             shared_by: shared_by.iter().map(|s| s.to_string()).collect(),
             ..Viewer::default()
         }
@@ -86,6 +114,16 @@ mod tests {
         for v in Visibility::ALL {
             assert!(f.allows("caravan", *v));
         }
+        assert!(!f.allows("anvita", Visibility::Partners));
+    }
+
+    #[test]
+    fn without_read_scope_a_partner_sees_public_rows_only() {
+        let mut v = viewer("caravan", &["anvita"]);
+        v.scopes.clear();
+        let f = v.row_filter();
+        assert!(f.allows("caravan", Visibility::Public));
+        assert!(!f.allows("caravan", Visibility::Private));
         assert!(!f.allows("anvita", Visibility::Partners));
     }
 

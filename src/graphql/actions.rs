@@ -254,6 +254,7 @@ impl ActionQueries {
             .await?;
         let in_page: Vec<domain::Action> = rows.iter().take(size).map(|(_, a)| a.clone()).collect();
         super::prefetch::actions(ctx, rc, &in_page).await?;
+        rc.owners.note(rows.iter().take(size));
         Ok(ActionConnection::new(rows, size, query, |a| &a.id, Action))
     }
 

@@ -174,6 +174,7 @@ impl ActorQueries {
         let rows = rc
             .read(move |c, rf| queries::actors_page(c, rf, &q, &page))
             .await?;
+        rc.owners.note(rows.iter().take(size));
         Ok(ActorConnection::new(rows, size, query, |a| &a.id, Actor))
     }
 

@@ -3,12 +3,15 @@
 //! never shared between requests, so nothing one caller loaded can reach another. Their caches
 //! live as long as the request.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::Context;
 
 use super::loaders::*;
 use super::pagination::PageLimits;
-use crate::domain::{RowFilter, Viewer};
+use crate::domain::{self, RowFilter, Viewer};
 use crate::error::{Error, Result};
 use crate::storage::{AnyConnection, Store};
 
@@ -18,6 +21,64 @@ pub struct RequestContext {
     pub store: Store,
     pub limits: PageLimits,
     pub loaders: Loaders,
+    /// The partners whose records this request has read, for the audit log.
+    pub owners: OwnerLog,
+}
+
+/// A record owned by a partner.
+pub trait Owned {
+    /// The owning partner; `None` for records nobody owns (partners themselves).
+    fn owner_id(&self) -> Option<&str>;
+}
+
+macro_rules! owned {
+    ($($t:ty),*) => {$(
+        impl Owned for $t {
+            fn owner_id(&self) -> Option<&str> {
+                Some(&self.owner)
+            }
+        }
+    )*};
+}
+owned!(
+    domain::Actor,
+    domain::Action,
+    domain::Outcome,
+    domain::Partnership
+);
+
+impl Owned for domain::Partner {
+    fn owner_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// A page row: (cursor, record).
+impl<T: Owned> Owned for (String, T) {
+    fn owner_id(&self) -> Option<&str> {
+        self.1.owner_id()
+    }
+}
+
+/// The owners of the records a request read. Shared by the context and its loaders.
+#[derive(Clone, Default)]
+pub struct OwnerLog(Arc<Mutex<BTreeSet<String>>>);
+
+impl OwnerLog {
+    pub fn note<'a, T: Owned + 'a>(&self, records: impl IntoIterator<Item = &'a T>) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            if let Some(o) = r.owner_id() {
+                if !set.contains(o) {
+                    set.insert(o.to_owned());
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 pub struct Loaders {
@@ -35,9 +96,11 @@ pub struct Loaders {
 impl RequestContext {
     pub fn new(viewer: Viewer, store: Store, limits: PageLimits) -> Self {
         let rows = viewer.row_filter();
+        let owners = OwnerLog::default();
         let scope = LoaderScope {
             store: store.clone(),
             rows: rows.clone(),
+            owners: owners.clone(),
         };
         let loaders = Loaders {
             partner: loader(PartnerById(scope.clone())),
@@ -60,6 +123,7 @@ impl RequestContext {
             store,
             limits,
             loaders,
+            owners,
         }
     }
 

@@ -14,12 +14,13 @@ use crate::storage::Store;
 pub struct LoaderScope {
     pub store: Store,
     pub rows: RowFilter,
+    pub owners: super::context::OwnerLog,
 }
 
 impl LoaderScope {
     async fn load_many<T, F>(&self, keys: &[String], f: F) -> Result<Vec<T>, async_graphql::Error>
     where
-        T: Send + 'static,
+        T: super::context::Owned + Send + 'static,
         F: FnOnce(
                 &mut crate::storage::AnyConnection,
                 &RowFilter,
@@ -30,10 +31,13 @@ impl LoaderScope {
     {
         let rows = self.rows.clone();
         let keys = keys.to_vec();
-        self.store
+        let found = self
+            .store
             .run(move |conn| f(conn, &rows, &keys))
             .await
-            .map_err(async_graphql::Error::from)
+            .map_err(async_graphql::Error::from)?;
+        self.owners.note(&found);
+        Ok(found)
     }
 }
 

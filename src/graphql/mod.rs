@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod actors;
+pub mod audit;
 pub mod common;
 pub mod context;
 pub mod federation;
@@ -17,6 +18,7 @@ pub mod pagination;
 pub mod partners;
 pub mod partnerships;
 pub mod prefetch;
+pub mod research;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Object, Schema};
 
@@ -71,6 +73,8 @@ pub struct Query(
     node::NodeQueries,
     ViewerQueries,
     federation::EntityQueries,
+    audit::AuditQueries,
+    research::ResearchQueries,
 );
 
 pub type PasserelleSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -81,6 +85,9 @@ pub fn build_schema(config: &Config) -> PasserelleSchema {
         .enable_federation()
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
+        .data(research::ResearchSettings {
+            min_cell: config.research_min_cell,
+        })
         .finish()
 }
 

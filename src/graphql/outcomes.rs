@@ -58,16 +58,26 @@ impl Outcome {
     async fn period_end(&self) -> Option<PartialDate> {
         self.0.period_end
     }
-    async fn disaggregations(&self) -> Vec<Disaggregation> {
-        self.0
-            .disaggregations
-            .iter()
-            .map(|d| Disaggregation {
-                dimension: d.dimension.clone(),
-                category: d.category.clone(),
-                value: d.value,
-            })
-            .collect()
+    /// Breakdowns of the value, e.g. by district. Small cells can identify people, so this field
+    /// needs the `read:sensitive` scope: without it, it is null with a `FORBIDDEN_FIELD` error.
+    async fn disaggregations(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<Disaggregation>>> {
+        request(ctx)?
+            .viewer
+            .require_for_field(crate::auth::READ_SENSITIVE, "disaggregations")?;
+        Ok(Some(
+            self.0
+                .disaggregations
+                .iter()
+                .map(|d| Disaggregation {
+                    dimension: d.dimension.clone(),
+                    category: d.category.clone(),
+                    value: d.value,
+                })
+                .collect(),
+        ))
     }
     /// The action this outcome reports on.
     async fn action(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Action>> {
@@ -156,6 +166,7 @@ impl OutcomeQueries {
         let rows = rc
             .read(move |c, rf| queries::outcomes_page(c, rf, &q, &page))
             .await?;
+        rc.owners.note(rows.iter().take(size));
         Ok(OutcomeConnection::new(
             rows,
             size,

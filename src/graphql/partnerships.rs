@@ -155,6 +155,7 @@ impl PartnershipQueries {
         let rows = rc
             .read(move |c, rf| queries::partnerships_page(c, rf, &q, &page))
             .await?;
+        rc.owners.note(rows.iter().take(size));
         Ok(PartnershipConnection::new(
             rows,
             size,

@@ -131,6 +131,12 @@ pub async fn actions(
             Ok(l)
         })
         .await?;
+    // What the prefetch read counts as read, for the audit log, like what loaders read.
+    rc.owners.note(&loaded.outcomes);
+    rc.owners.note(&loaded.partnerships);
+    rc.owners.note(&loaded.actors);
+    rc.owners.note(&loaded.sub_actions);
+    rc.owners.note(&loaded.parents);
     let loaders = &rc.loaders;
     if !loaded.outcomes.is_empty() || selects(ctx, "outcomes") {
         loaders

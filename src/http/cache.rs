@@ -102,6 +102,8 @@ pub type Snapshot = Vec<(EntityKind, u64)>;
 
 struct Entry {
     body: Arc<serde_json::Value>,
+    /// The partners whose records the answer holds, for the audit log of later hits.
+    owners: BTreeSet<String>,
     snapshot: Snapshot,
 }
 
@@ -133,21 +135,33 @@ impl ResponseCache {
         snapshot.iter().all(|(k, g)| log.generation(*k) == *g)
     }
 
-    pub async fn get(&self, key: &str) -> Option<Arc<serde_json::Value>> {
+    /// A fresh answer and the partners whose records it holds.
+    pub async fn get(&self, key: &str) -> Option<(Arc<serde_json::Value>, BTreeSet<String>)> {
         let cache = self.cache.as_ref()?;
         let entry = cache.get(key).await?;
         if self.fresh(&entry.snapshot) {
-            Some(entry.body.clone())
+            Some((entry.body.clone(), entry.owners.clone()))
         } else {
             cache.invalidate(key).await;
             None
         }
     }
 
-    pub async fn put(&self, key: String, body: Arc<serde_json::Value>, snapshot: Snapshot) {
+    pub async fn put(
+        &self,
+        key: String,
+        body: Arc<serde_json::Value>,
+        owners: BTreeSet<String>,
+        snapshot: Snapshot,
+    ) {
         if let Some(cache) = &self.cache {
             if self.fresh(&snapshot) {
-                cache.insert(key, Arc::new(Entry { body, snapshot })).await;
+                let entry = Entry {
+                    body,
+                    owners,
+                    snapshot,
+                };
+                cache.insert(key, Arc::new(entry)).await;
             }
         }
     }

@@ -21,6 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use super::negotiate::{negotiate, Format};
 use super::{apq, cache, extract, limits};
 use crate::app::App;
+use crate::auth;
 use crate::domain::Viewer;
 use crate::error::{Error, Result};
 use crate::graphql::RequestContext;
@@ -33,21 +34,23 @@ pub async fn handle(State(app): State<App>, request: Request) -> Response {
         Err(e) => return error_response(&e, Format::Json),
     };
     // The caller, as authentication understood it.
-    let viewer = caller(&parts);
+    let viewer = match caller(&app, &parts).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
     match pipeline(&app, &parts, body, &viewer, format).await {
         Ok(response) => response,
         Err(e) => error_response(&e, format),
     }
 }
 
-/// The caller: the `Viewer` a layer in front (authentication) attached to the request, or
-/// anonymous.
-fn caller(parts: &Parts) -> Viewer {
-    parts
-        .extensions
-        .get::<Viewer>()
-        .cloned()
-        .unwrap_or_else(Viewer::anonymous)
+/// The caller: a `Viewer` a layer in front already attached to the request (the test harness
+/// does; nothing a client sends can), or the one its bearer token gives (anonymous without one).
+pub async fn caller(app: &App, parts: &Parts) -> std::result::Result<Viewer, auth::AuthError> {
+    match parts.extensions.get::<Viewer>() {
+        Some(v) => Ok(v.clone()),
+        None => auth::authenticate(app, &parts.headers).await,
+    }
 }
 
 /// One operation's answer.
@@ -146,15 +149,23 @@ async fn run_one(
         "graphql operation"
     );
     let variables = serde_json::Value::Object(body.variables.clone().unwrap_or_default());
-    let cacheable = checked.ty == OperationType::Query;
+    let cacheable = checked.ty == OperationType::Query && checked.cacheable;
     let key = cache::key(
         &resolved.query,
         operation_name,
         &variables,
         &cache::fingerprint(viewer),
     );
+    let mut request = async_graphql::Request::new(resolved.query.clone())
+        .variables(async_graphql::Variables::from_json(variables));
+    if let Some(n) = operation_name {
+        request = request.operation_name(n);
+    }
+    // Every authenticated answer is audited, cached or not; a failed audit fails the request.
+    let audit = auth::audit::Pending::new(viewer, &request);
     if cacheable {
-        if let Some(hit) = app.response_cache.get(&key).await {
+        if let Some((hit, owners)) = app.response_cache.get(&key).await {
+            audit.finish_with(app, owners, true).await?;
             return Ok(Executed {
                 body: hit,
                 ok: true,
@@ -164,17 +175,15 @@ async fn run_one(
         }
     }
     let snapshot = app.response_cache.snapshot(&checked.kinds);
-    let mut request = async_graphql::Request::new(resolved.query.clone())
-        .variables(async_graphql::Variables::from_json(variables));
-    if let Some(n) = operation_name {
-        request = request.operation_name(n);
-    }
     let context = RequestContext::new(viewer.clone(), app.store.clone(), app.page_limits());
+    let owners = context.owners.clone();
     let timeout = std::time::Duration::from_millis(app.config.execution_timeout_ms);
     let response = tokio::time::timeout(timeout, app.schema.execute(request.data(context)))
         .await
         .map_err(|_| Error::Timeout)?;
     let ok = response.errors.is_empty();
+    let owners = owners.snapshot();
+    audit.finish_with(app, owners.clone(), ok).await?;
     let request_error = !ok && response.data == async_graphql::Value::Null;
     let mut json = serde_json::to_value(&response).map_err(Error::internal)?;
     limits::response_codes(&mut json, request_error);
@@ -186,7 +195,9 @@ async fn run_one(
     }
     let json = Arc::new(json);
     if cacheable && ok {
-        app.response_cache.put(key, json.clone(), snapshot).await;
+        app.response_cache
+            .put(key, json.clone(), owners, snapshot)
+            .await;
     }
     Ok(Executed {
         body: json,

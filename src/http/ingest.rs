@@ -44,8 +44,11 @@ pub async fn import_as(
 }
 
 pub async fn import_handler(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let viewer = match viewer(&app, &headers).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
     let result = async {
-        let viewer = viewer(&app, &headers).await?;
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
@@ -87,10 +90,10 @@ pub async fn export_handler(
     Path(kind): Path<String>,
     Query(params): Query<ExportParams>,
 ) -> Response {
-    let result = async {
-        let viewer = viewer(&app, &headers).await?;
-        export_as(&app, &viewer, &kind, params.format.as_deref())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let viewer = match viewer(&app, &headers).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    export_as(&app, &viewer, &kind, params.format.as_deref())
+        .unwrap_or_else(IntoResponse::into_response)
 }

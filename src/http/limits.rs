@@ -22,6 +22,9 @@ pub struct Checked {
     pub introspection: bool,
     /// The kinds of record its answer may hold, for response cache invalidation.
     pub kinds: BTreeSet<EntityKind>,
+    /// Whether its answer may be cached: only documents whose every root field is a read of
+    /// records whose kinds are known (never `auditLog`, which changes with every request).
+    pub cacheable: bool,
 }
 
 pub fn check(config: &Config, text: &str, operation_name: Option<&str>) -> Result<Checked> {
@@ -53,6 +56,7 @@ pub fn check(config: &Config, text: &str, operation_name: Option<&str>) -> Resul
         name,
         introspection: walk.introspection,
         kinds: walk.kinds,
+        cacheable: !walk.uncacheable,
     })
 }
 
@@ -89,7 +93,26 @@ struct Walk {
     aliases: usize,
     introspection: bool,
     kinds: BTreeSet<EntityKind>,
+    uncacheable: bool,
 }
+
+/// Root fields whose answers the response cache may hold.
+const CACHEABLE_ROOTS: &[&str] = &[
+    "__typename",
+    "partners",
+    "actors",
+    "actor",
+    "actions",
+    "action",
+    "outcomes",
+    "outcome",
+    "partnerships",
+    "partnership",
+    "node",
+    "nodes",
+    "viewer",
+    "researchAggregate",
+];
 
 impl Walk {
     fn set(&mut self, set: &SelectionSet, depth: usize) {
@@ -104,7 +127,10 @@ impl Walk {
                     if name == "__schema" || name == "__type" {
                         self.introspection = true;
                     }
-                    let root_node = depth == 0 && name == "node";
+                    if depth == 0 && !CACHEABLE_ROOTS.contains(&name) {
+                        self.uncacheable = true;
+                    }
+                    let root_node = depth == 0 && matches!(name, "node" | "nodes" | "_entities");
                     self.kinds.extend(kinds_of(name, root_node));
                     self.set(&field.selection_set.node, depth + 1);
                 }
@@ -126,6 +152,7 @@ fn kinds_of(name: &str, root_node: bool) -> &'static [EntityKind] {
         "actions" | "action" | "subActions" => &[Action],
         "parent" => &[Actor, Action],
         "outcomes" | "outcome" => &[Outcome],
+        "researchAggregate" => &[Outcome, Action, Partner],
         "partnerships" | "partnership" => &[Partnership],
         _ => &[],
     }

@@ -27,6 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
+use crate::auth::endpoints as oauth;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -43,6 +44,11 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/import", post(ingest::import_handler))
         .route("/export/{kind}", get(ingest::export_handler))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/introspect", post(oauth::introspect))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
         .fallback(health::not_found)
         .with_state(app)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,16 +1,16 @@
-//! THE seam where non-GraphQL handlers (`/import`, `/export`) learn who is calling.
-//!
-//! Until OAuth2 token auth lands, every request is anonymous, exactly as `/graphql` is today
-//! (`graphql::execute` builds `Viewer::anonymous()`). When auth lands, this function must return
-//! the same `Viewer` the GraphQL endpoint builds from the same headers, so imports and exports
-//! are authenticated and scoped the same way as queries and mutations.
+//! Who is calling the non-GraphQL handlers (`/import`, `/export`): the same `Viewer` the
+//! GraphQL endpoint builds from the same headers, so they are authenticated and scoped alike.
 
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
+use crate::auth;
 use crate::domain::Viewer;
-use crate::error::Result;
 
-pub async fn viewer(_app: &App, _headers: &HeaderMap) -> Result<Viewer> {
-    Ok(Viewer::anonymous())
+/// The caller, or the 401 (with `WWW-Authenticate`) to answer.
+pub async fn viewer(app: &App, headers: &HeaderMap) -> Result<Viewer, Response> {
+    auth::authenticate(app, headers)
+        .await
+        .map_err(IntoResponse::into_response)
 }

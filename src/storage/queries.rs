@@ -622,3 +622,46 @@ pub fn partnerships_for(
         .load(conn)?;
     hydrate_partnerships(conn, rows)
 }
+
+/// One outcome figure for research aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResearchFact {
+    pub owner: String,
+    pub action_id: String,
+    pub value: f64,
+    pub period_start: Option<String>,
+}
+
+/// The `actual` outcome figures in `unit` that `rf` allows (through the same policy as every
+/// read), for aggregation.
+pub fn research_facts(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    unit: &str,
+) -> Result<Vec<ResearchFact>> {
+    let q = OutcomeQuery {
+        measures: vec![domain::OutcomeMeasure::Actual],
+        ..Default::default()
+    };
+    let rows: Vec<(String, String, Option<f64>, Option<String>)> = outcome_query(rf, &q)
+        .filter(outcomes::unit.eq(unit.to_owned()))
+        .filter(outcomes::value.is_not_null())
+        .select((
+            outcomes::owner_partner_id,
+            outcomes::action_id,
+            outcomes::value,
+            outcomes::period_start,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(owner, action_id, value, period_start)| {
+            value.map(|value| ResearchFact {
+                owner,
+                action_id,
+                value,
+                period_start,
+            })
+        })
+        .collect())
+}

@@ -163,6 +163,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     outcome_disaggregations,
     partnerships,
     partnership_members,
+    oauth_clients,
+    signing_keys,
+    revoked_tokens,
+    sharing_agreements,
+    audit_log,
 );
 
 diesel::table! {
@@ -181,5 +186,60 @@ diesel::table! {
         partner_id -> Text,
         cursor -> Text,
         updated_at -> Text,
+    }
+}
+
+// OAuth2 scoping (migration 2026-11-24-000002_auth).
+
+diesel::table! {
+    oauth_clients (id) {
+        id -> Text,
+        partner_id -> Text,
+        scopes -> Text,
+        secret_hash -> Text,
+        created_at -> Text,
+        revoked_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        algorithm -> Text,
+        private_key -> Text,
+        public_key -> Text,
+        created_at -> BigInt,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        client_id -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sharing_agreements (id) {
+        id -> Text,
+        grantor_partner_id -> Text,
+        grantee_partner_id -> Text,
+        starts_on -> Text,
+        ends_on -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        at -> Text,
+        client_id -> Nullable<Text>,
+        partner_id -> Nullable<Text>,
+        operation -> Text,
+        partners -> Text,
+        outcome -> Text,
     }
 }

@@ -318,7 +318,7 @@ impl TestApp {
     }
 
     /// POSTs a query as the test viewer `viewer` (see `TEST_VIEWER`).
-    pub async fn graphql_as(
+    pub async fn graphql_with_test_viewer(
         &self,
         viewer: &str,
         query: &str,
@@ -341,6 +341,95 @@ pub fn partner(id: &str, scopes: &[&str]) -> passerelle::domain::Viewer {
     }
 }
 
+/// A registered client's credentials.
+pub struct ClientCreds {
+    pub id: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    /// Registers a client through the same path as `passerelle client create`.
+    pub async fn client(&self, partner: &str, scopes: &str) -> ClientCreds {
+        let (partner, scopes) = (partner.to_owned(), scopes.to_owned());
+        let c = self
+            .app
+            .store
+            .run(move |conn| passerelle::auth::clients::create(conn, &partner, &scopes))
+            .await
+            .map_err(|e| e.message())
+            .unwrap();
+        ClientCreds {
+            id: c.id,
+            secret: c.secret,
+        }
+    }
+
+    /// Obtains an access token from the real token endpoint with the `oauth2` crate's client
+    /// (client_secret_basic), for `scopes` (all the client's scopes when empty).
+    pub async fn token_for(&self, creds: &ClientCreds, scopes: &str) -> String {
+        use oauth2::TokenResponse;
+        let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(creds.id.clone()))
+            .set_client_secret(oauth2::ClientSecret::new(creds.secret.clone()))
+            .set_token_uri(oauth2::TokenUrl::new(self.url("/oauth/token")).unwrap());
+        let http = oauth2::reqwest::ClientBuilder::new()
+            .redirect(oauth2::reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut request = client.exchange_client_credentials();
+        for s in scopes.split_whitespace() {
+            request = request.add_scope(oauth2::Scope::new(s.to_owned()));
+        }
+        let token = request.request_async(&http).await.unwrap();
+        token.access_token().secret().clone()
+    }
+
+    /// A new client of `partner` with `scopes`, and a token holding all of them.
+    pub async fn token(&self, partner: &str, scopes: &str) -> String {
+        let creds = self.client(partner, scopes).await;
+        self.token_for(&creds, "").await
+    }
+
+    /// POSTs a GraphQL query with `Authorization: Bearer <token>`; returns status, the
+    /// `WWW-Authenticate` header and the JSON body.
+    pub async fn graphql_raw(
+        &self,
+        authorization: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Option<String>, Value) {
+        let mut req = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, challenge, body)
+    }
+
+    /// POSTs a GraphQL query as the holder of `token`; returns the whole JSON response.
+    pub async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let (status, _, body) = self
+            .graphql_raw(Some(&format!("Bearer {token}")), query, variables)
+            .await;
+        assert_eq!(status, 200, "{body:#}");
+        body
+    }
+
+    /// Like `graphql_as`, and the response must have no errors: returns its `data`.
+    pub async fn data_as(&self, token: &str, query: &str, variables: Value) -> Value {
+        let body = self.graphql_as(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+        body["data"].clone()
+    }
+}
 /// The first error's `extensions.code`.
 pub fn error_code(body: &Value) -> String {
     body["errors"][0]["extensions"]["code"]

@@ -1,0 +1,198 @@
+//! OAuth2 clients: one per partner application. The secret is shown once at creation and
+//! stored only as an Argon2id hash; checking it is constant-time (argon2's verifier compares
+//! digests in constant time, and an unknown client id still pays for one verification).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use diesel::prelude::*;
+use ring::rand::SecureRandom;
+
+use super::{parse_scopes, Scopes};
+use crate::app::now;
+use crate::error::{Error, FieldError, Result};
+use crate::storage::schema::{oauth_clients, partners};
+use crate::storage::AnyConnection;
+
+/// A client as stored, without its secret hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Client {
+    pub id: String,
+    pub partner: String,
+    pub scopes: Scopes,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// A client just created: the only time its secret is known.
+#[derive(Debug)]
+pub struct NewClient {
+    pub id: String,
+    pub secret: String,
+}
+
+type Row = (String, String, String, String, Option<String>);
+
+fn client(row: Row) -> Client {
+    let (id, partner, scopes, created_at, revoked_at) = row;
+    Client {
+        id,
+        partner,
+        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        created_at,
+        revoked_at,
+    }
+}
+
+const COLUMNS: (
+    oauth_clients::id,
+    oauth_clients::partner_id,
+    oauth_clients::scopes,
+    oauth_clients::created_at,
+    oauth_clients::revoked_at,
+) = (
+    oauth_clients::id,
+    oauth_clients::partner_id,
+    oauth_clients::scopes,
+    oauth_clients::created_at,
+    oauth_clients::revoked_at,
+);
+
+fn random(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| Error::internal(anyhow::anyhow!("no randomness available")))?;
+    Ok(URL_SAFE_NO_PAD.encode(buf))
+}
+
+fn hash(secret: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| Error::internal(anyhow::anyhow!("no randomness available")))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| Error::internal(anyhow::anyhow!("salt: {e}")))?;
+    Ok(Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map_err(|e| Error::internal(anyhow::anyhow!("hashing a secret: {e}")))?
+        .to_string())
+}
+
+/// Registers a client for `partner` allowed to ask for `scopes` (space-separated).
+pub fn create(conn: &mut AnyConnection, partner: &str, scopes: &str) -> Result<NewClient> {
+    let scopes =
+        parse_scopes(scopes).map_err(|m| Error::Invalid(vec![FieldError::new("scopes", m)]))?;
+    if scopes.is_empty() {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "scopes",
+            "give at least one scope",
+        )]));
+    }
+    let known: i64 = partners::table
+        .filter(partners::id.eq(partner))
+        .count()
+        .get_result(conn)?;
+    if known == 0 {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "partner",
+            format!("no partner `{partner}`"),
+        )]));
+    }
+    let id = format!("pc_{}", random(12)?);
+    let secret = random(32)?;
+    let secret_hash = hash(&secret)?;
+    diesel::insert_into(oauth_clients::table)
+        .values((
+            oauth_clients::id.eq(&id),
+            oauth_clients::partner_id.eq(partner),
+            oauth_clients::scopes.eq(scopes.iter().cloned().collect::<Vec<_>>().join(" ")),
+            oauth_clients::secret_hash.eq(secret_hash),
+            oauth_clients::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(NewClient { id, secret })
+}
+
+/// Every client, oldest first.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<Client>> {
+    let rows: Vec<Row> = oauth_clients::table
+        .select(COLUMNS)
+        .order((oauth_clients::created_at.asc(), oauth_clients::id.asc()))
+        .load(conn)?;
+    Ok(rows.into_iter().map(client).collect())
+}
+
+/// The client `id` if it exists and is not revoked.
+pub fn active(conn: &mut AnyConnection, id: &str) -> Result<Option<Client>> {
+    let row: Option<Row> = oauth_clients::table
+        .filter(oauth_clients::id.eq(id))
+        .filter(oauth_clients::revoked_at.is_null())
+        .select(COLUMNS)
+        .first(conn)
+        .optional()?;
+    Ok(row.map(client))
+}
+
+/// Revokes a client: it can no longer obtain tokens, and the tokens it holds stop working.
+/// Returns false when there was no such active client.
+pub fn revoke(conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let n = diesel::update(
+        oauth_clients::table
+            .filter(oauth_clients::id.eq(id))
+            .filter(oauth_clients::revoked_at.is_null()),
+    )
+    .set(oauth_clients::revoked_at.eq(now()))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// A hash of a random secret, verified when the client id is unknown so that the answer takes
+/// as long as for a known one.
+const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Hr3J0m9nPpPoBVPg6DvXaDDpf6XO5a3Yg8oljdDRQ3w";
+
+/// The active client whose id and secret these are; `None` for any mismatch.
+pub fn authenticate(conn: &mut AnyConnection, id: &str, secret: &str) -> Result<Option<Client>> {
+    let row: Option<(Row, String)> = oauth_clients::table
+        .filter(oauth_clients::id.eq(id))
+        .filter(oauth_clients::revoked_at.is_null())
+        .select((COLUMNS, oauth_clients::secret_hash))
+        .first(conn)
+        .optional()?;
+    let stored = row.as_ref().map(|(_, h)| h.as_str()).unwrap_or(DECOY_HASH);
+    let parsed = PasswordHash::new(stored)
+        .map_err(|e| Error::internal(anyhow::anyhow!("stored secret hash unreadable: {e}")))?;
+    let matches = Argon2::default()
+        .verify_password(secret.as_bytes(), &parsed)
+        .is_ok();
+    Ok(match row {
+        Some((row, _)) if matches => Some(client(row)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoy_hash_is_a_valid_argon2_hash() {
+        let parsed = PasswordHash::new(DECOY_HASH).unwrap();
+        assert!(Argon2::default().verify_password(b"x", &parsed).is_err());
+    }
+
+    #[test]
+    fn hashes_verify_only_their_secret() {
+        let h = hash("s3cret").unwrap();
+        let parsed = PasswordHash::new(&h).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"s3cret", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"s3cre", &parsed)
+            .is_err());
+        assert!(!h.contains("s3cret"));
+    }
+}

@@ -1,0 +1,359 @@
+//! The authorization server's HTTP endpoints: token (RFC 6749 §4.4), JWKS (RFC 7517),
+//! metadata (RFC 8414), introspection (RFC 7662) and revocation (RFC 7009).
+//!
+//! Errors here use the OAuth2 shape (`{"error": "...", "error_description": "..."}`, RFC 6749
+//! §5.2), which OAuth2 client libraries parse; `error` is the stable code.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::clients::{self, Client};
+use super::tokens::{self, Claims};
+use super::{parse_scopes, ADMIN, ALL_SCOPES};
+use crate::app::App;
+use crate::error::Error;
+
+/// An RFC 6749 §5.2 error response.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    /// Answer with `WWW-Authenticate: Basic` (the client tried HTTP Basic authentication).
+    basic_challenge: bool,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+    fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        let status = e.status();
+        OAuthError::new(
+            status,
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                "temporarily_unavailable"
+            } else {
+                "server_error"
+            },
+            e.message(),
+        )
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            no_store(),
+            axum::Json(json!({ "error": self.error, "error_description": self.description })),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = if self.basic_challenge {
+                "Basic realm=\"passerelle\""
+            } else {
+                "Bearer realm=\"passerelle\""
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+fn no_store() -> [(header::HeaderName, &'static str); 2] {
+    [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ]
+}
+
+/// An `application/x-www-form-urlencoded` body; a repeated parameter is refused (RFC 6749 §3.2).
+fn form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let mut params = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "the parameter `{k}` is repeated"
+            )));
+        }
+    }
+    Ok(params)
+}
+
+fn decode_component(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default()
+}
+
+/// Authenticates the calling client by `client_secret_basic` or `client_secret_post`
+/// (RFC 6749 §2.3.1; using both at once is refused).
+async fn client(
+    app: &App,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Client, OAuthError> {
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().unwrap_or_default();
+            let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(OAuthError {
+                    basic_challenge: true,
+                    ..OAuthError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        "authenticate the client with HTTP Basic or with client_id and client_secret in the body",
+                    )
+                });
+            }
+            let decoded = STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| {
+                    s.split_once(':')
+                        .map(|(id, secret)| (decode_component(id), decode_component(secret)))
+                });
+            match decoded {
+                Some(pair) => Some(pair),
+                None => {
+                    return Err(OAuthError {
+                        basic_challenge: true,
+                        ..OAuthError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_client",
+                            "the Basic credentials are malformed",
+                        )
+                    })
+                }
+            }
+        }
+    };
+    let posted = match (params.get("client_id"), params.get("client_secret")) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        _ => None,
+    };
+    let used_basic = basic.is_some();
+    let (id, secret) = match (basic, posted) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ))
+        }
+        (Some(pair), None) | (None, Some(pair)) => pair,
+        (None, None) => {
+            return Err(OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required",
+            ))
+        }
+    };
+    let found = app
+        .store
+        .run(move |conn| clients::authenticate(conn, &id, &secret))
+        .await?;
+    found.ok_or(OAuthError {
+        basic_challenge: used_basic,
+        ..OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client, wrong secret or revoked client",
+        )
+    })
+}
+
+/// `POST /oauth/token`: the client credentials grant.
+pub async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    match issue(&app, &headers, &body).await {
+        Ok(v) => (StatusCode::OK, no_store(), axum::Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn issue(app: &App, headers: &HeaderMap, body: &Bytes) -> Result<Value, OAuthError> {
+    let params = form(headers, body)?;
+    let client = client(app, headers, &params).await?;
+    match params.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!("grant_type `{other}` is not supported; use client_credentials"),
+            ))
+        }
+        None => return Err(OAuthError::invalid_request("grant_type is missing")),
+    }
+    let scopes = match params.get("scope") {
+        // No scope asked for: everything the client holds (RFC 6749 §3.3 lets us choose).
+        None => client.scopes.clone(),
+        Some(raw) => {
+            let asked = parse_scopes(raw)
+                .map_err(|m| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", m))?;
+            if let Some(extra) = asked.difference(&client.scopes).next() {
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    format!("this client may not ask for the scope `{extra}`"),
+                ));
+            }
+            asked
+        }
+    };
+    let issued = tokens::issue(&app.config, &app.keys, &client, &scopes).await?;
+    Ok(json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+    }))
+}
+
+/// `GET /.well-known/jwks.json`: the keys that verify Passerelle's tokens.
+pub async fn jwks(State(app): State<App>) -> Response {
+    match app.keys.jwks().await {
+        Ok(v) => (
+            [(header::CACHE_CONTROL, "public, max-age=60")],
+            axum::Json(v),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+pub async fn metadata(State(app): State<App>) -> Response {
+    let issuer = app.config.token_issuer.trim_end_matches('/');
+    axum::Json(json!({
+        "issuer": app.config.token_issuer,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ALL_SCOPES,
+    }))
+    .into_response()
+}
+
+/// The claims of a token that verifies and is still valid, when `caller` may see them: its own
+/// tokens, or any token for an `admin` client.
+async fn readable_claims(
+    app: &App,
+    caller: &Client,
+    token: &str,
+) -> Result<Option<Claims>, OAuthError> {
+    let Ok(claims) = tokens::verify_jwt(&app.config, &app.keys, token).await? else {
+        return Ok(None);
+    };
+    if claims.client_id != caller.id && !caller.scopes.contains(ADMIN) {
+        return Ok(None);
+    }
+    let checked = claims.clone();
+    let valid = app
+        .store
+        .run(move |conn| tokens::still_valid(conn, &checked))
+        .await?;
+    Ok(valid.map(|_| claims))
+}
+
+/// `POST /oauth/introspect` (RFC 7662): any authenticated client may introspect its own
+/// tokens; an `admin` client may introspect every token. Anything else is `active: false`.
+pub async fn introspect(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params = form(&headers, &body)?;
+        let caller = client(&app, &headers, &params).await?;
+        let token = params
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        Ok::<_, OAuthError>(match readable_claims(&app, &caller, token).await? {
+            None => json!({ "active": false }),
+            Some(c) => json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": c.scope,
+                "client_id": c.client_id,
+                "sub": c.sub,
+                "aud": c.aud,
+                "iss": c.iss,
+                "exp": c.exp,
+                "iat": c.iat,
+                "nbf": c.nbf,
+                "jti": c.jti,
+                "partner": c.partner,
+            }),
+        })
+    }
+    .await;
+    match result {
+        Ok(v) => (StatusCode::OK, no_store(), axum::Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): a client revokes one of its own access tokens. Unknown,
+/// invalid or foreign tokens are answered 200 as the RFC asks, and left alone.
+pub async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params = form(&headers, &body)?;
+        let caller = client(&app, &headers, &params).await?;
+        let token = params
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+        if let Ok(claims) = tokens::verify_jwt(&app.config, &app.keys, token).await? {
+            if claims.client_id == caller.id {
+                app.store
+                    .run(move |conn| tokens::revoke(conn, &claims))
+                    .await?;
+            }
+        }
+        Ok::<_, OAuthError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => (StatusCode::OK, no_store()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

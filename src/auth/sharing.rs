@@ -1,0 +1,135 @@
+//! Data-sharing agreements: a grantor partner opens its `partners`-visible records to a grantee
+//! partner over a period. Active agreements become the grantee's `Viewer::shared_by`; `private`
+//! records are never shared.
+
+use std::collections::BTreeSet;
+
+use diesel::prelude::*;
+
+use crate::app::now;
+use crate::domain::PartialDate;
+use crate::error::{Error, FieldError, Result};
+use crate::storage::schema::{partners, sharing_agreements};
+use crate::storage::AnyConnection;
+
+/// One agreement as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, serde::Serialize)]
+pub struct Agreement {
+    pub id: String,
+    pub grantor: String,
+    pub grantee: String,
+    pub starts_on: String,
+    pub ends_on: Option<String>,
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`.
+pub fn today() -> String {
+    now().chars().take(10).collect()
+}
+
+fn check_date(field: &str, value: &str) -> Result<()> {
+    match value.parse::<PartialDate>() {
+        Ok(_) if value.len() == 10 => Ok(()),
+        _ => Err(Error::Invalid(vec![FieldError::new(
+            field,
+            "expected a full date such as 2026-01-31",
+        )])),
+    }
+}
+
+/// Records that `grantor` shares with `grantee` from `starts_on` to `ends_on` (inclusive,
+/// open-ended when `None`). Returns the agreement id.
+pub fn grant(
+    conn: &mut AnyConnection,
+    grantor: &str,
+    grantee: &str,
+    starts_on: &str,
+    ends_on: Option<&str>,
+) -> Result<String> {
+    let mut errors = Vec::new();
+    if grantor == grantee {
+        errors.push(FieldError::new(
+            "grantee",
+            "a partner cannot share with itself",
+        ));
+    }
+    for (field, value) in [("starts_on", Some(starts_on)), ("ends_on", ends_on)] {
+        if let Some(v) = value {
+            if let Err(Error::Invalid(mut e)) = check_date(field, v) {
+                errors.append(&mut e);
+            }
+        }
+    }
+    if ends_on.is_some_and(|e| e < starts_on) {
+        errors.push(FieldError::new("ends_on", "ends before it starts"));
+    }
+    for (field, partner) in [("grantor", grantor), ("grantee", grantee)] {
+        let n: i64 = partners::table
+            .filter(partners::id.eq(partner))
+            .count()
+            .get_result(conn)?;
+        if n == 0 {
+            errors.push(FieldError::new(field, format!("no partner `{partner}`")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Invalid(errors));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    diesel::insert_into(sharing_agreements::table)
+        .values((
+            sharing_agreements::id.eq(&id),
+            sharing_agreements::grantor_partner_id.eq(grantor),
+            sharing_agreements::grantee_partner_id.eq(grantee),
+            sharing_agreements::starts_on.eq(starts_on),
+            sharing_agreements::ends_on.eq(ends_on),
+            sharing_agreements::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Ends an agreement today (it stays on record). Returns false when there was none.
+pub fn end(conn: &mut AnyConnection, id: &str, on: &str) -> Result<bool> {
+    check_date("ends_on", on)?;
+    let n = diesel::update(sharing_agreements::table.filter(sharing_agreements::id.eq(id)))
+        .set(sharing_agreements::ends_on.eq(on))
+        .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Every agreement, oldest first.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<Agreement>> {
+    Ok(sharing_agreements::table
+        .select((
+            sharing_agreements::id,
+            sharing_agreements::grantor_partner_id,
+            sharing_agreements::grantee_partner_id,
+            sharing_agreements::starts_on,
+            sharing_agreements::ends_on,
+        ))
+        .order((
+            sharing_agreements::created_at.asc(),
+            sharing_agreements::id.asc(),
+        ))
+        .load(conn)?)
+}
+
+/// The partners sharing with `grantee` on `day` (`YYYY-MM-DD`).
+pub fn grantors_for(
+    conn: &mut AnyConnection,
+    grantee: &str,
+    day: &str,
+) -> Result<BTreeSet<String>> {
+    let rows: Vec<String> = sharing_agreements::table
+        .filter(sharing_agreements::grantee_partner_id.eq(grantee))
+        .filter(sharing_agreements::starts_on.le(day))
+        .filter(
+            sharing_agreements::ends_on
+                .is_null()
+                .or(sharing_agreements::ends_on.ge(day)),
+        )
+        .select(sharing_agreements::grantor_partner_id)
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}

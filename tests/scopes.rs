@@ -1,0 +1,183 @@
+//! Field- and operation-level scopes: sensitive fields need `read:sensitive`, the audit log
+//! needs `admin`; and every authenticated request leaves an audit entry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{error_code, TestApp};
+use passerelle::domain::*;
+use passerelle::graphql::ids::{encode, Kind};
+use serde_json::{json, Value};
+
+async fn outcome_with_cells(app: &TestApp) -> String {
+    app.app
+        .store
+        .run(|c| {
+            let now = passerelle::app::now();
+            let writer = RowFilter {
+                own: Some("caravan".into()),
+                shared_by: vec![],
+            };
+            let prov = Provenance {
+                source: "test:scopes".into(),
+                source_ref: None,
+                imported_at: String::new(),
+                updated_at: String::new(),
+            };
+            passerelle::storage::writes::upsert_action(
+                c,
+                &writer,
+                &Action {
+                    id: "cells-action".into(),
+                    owner: "caravan".into(),
+                    kind: ActionKind::Intervention,
+                    title: "Cells".into(),
+                    summary: None,
+                    status: None,
+                    starts_on: None,
+                    ends_on: None,
+                    schedule: None,
+                    parent_action_id: None,
+                    website: None,
+                    themes: vec![],
+                    places: vec![],
+                    visibility: Visibility::Public,
+                    provenance: prov.clone(),
+                },
+                &now,
+            )?;
+            passerelle::storage::writes::upsert_outcome(
+                c,
+                &writer,
+                &Outcome {
+                    id: "cells-outcome".into(),
+                    owner: "caravan".into(),
+                    action_id: "cells-action".into(),
+                    indicator: "People supported".into(),
+                    measure: OutcomeMeasure::Actual,
+                    value: Some(40.0),
+                    unit: Some("people".into()),
+                    statement: None,
+                    period_start: None,
+                    period_end: None,
+                    disaggregations: vec![
+                        Disaggregation {
+                            dimension: "district".into(),
+                            category: "Nord".into(),
+                            value: Some(37.0),
+                        },
+                        Disaggregation {
+                            dimension: "district".into(),
+                            category: "Sud".into(),
+                            value: Some(3.0),
+                        },
+                    ],
+                    visibility: Visibility::Public,
+                    provenance: prov,
+                },
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    encode(Kind::Outcome, "cells-outcome").0
+}
+
+const OUTCOME: &str =
+    "query($id: ID!) { outcome(id: $id) { value disaggregations { category value } } }";
+
+async fn sensitive_fields_need_read_sensitive(app: TestApp) {
+    app.seed().await;
+    let id = outcome_with_cells(&app).await;
+    let read_only = app.token("caravan", "read").await;
+    for body in [
+        app.graphql(OUTCOME, json!({ "id": id })).await,
+        app.graphql_as(&read_only, OUTCOME, json!({ "id": id }))
+            .await,
+    ] {
+        // The rest of the record is there; the sensitive field is null with a stable code.
+        assert_eq!(body["data"]["outcome"]["value"], 40.0, "{body}");
+        assert!(
+            body["data"]["outcome"]["disaggregations"].is_null(),
+            "{body}"
+        );
+        assert_eq!(error_code(&body), "FORBIDDEN_FIELD", "{body}");
+        assert_eq!(
+            body["errors"][0]["path"],
+            json!(["outcome", "disaggregations"])
+        );
+        assert!(body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("read:sensitive"));
+    }
+    let sensitive = app.token("anvita", "read read:sensitive").await;
+    let data = app.data_as(&sensitive, OUTCOME, json!({ "id": id })).await;
+    assert_eq!(
+        data["outcome"]["disaggregations"],
+        json!([{ "category": "Nord", "value": 37.0 }, { "category": "Sud", "value": 3.0 }])
+    );
+}
+
+const AUDIT: &str =
+    "{ auditLog(last: 20) { clientId partner operation returnedPartners outcome } }";
+
+async fn audit_entries(app: &TestApp, admin: &str) -> Vec<Value> {
+    let data = app.data_as(admin, AUDIT, json!({})).await;
+    data["auditLog"].as_array().unwrap().clone()
+}
+
+async fn authenticated_requests_are_audited_and_admin_reads_them(app: TestApp) {
+    app.seed().await;
+    let admin = app.token("department", "admin").await;
+    let creds = app.client("caravan", "read").await;
+    let reader = app.token_for(&creds, "").await;
+
+    // Not admin: refused whole, with a stable code.
+    let body = app.graphql_as(&reader, AUDIT, json!({})).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+    assert!(body["data"].is_null(), "{body}");
+    let body = app.graphql(AUDIT, json!({})).await;
+    assert_eq!(error_code(&body), "FORBIDDEN", "{body}");
+
+    let before = audit_entries(&app, &admin).await.len();
+    // Anonymous requests are not audited.
+    app.data("{ actors(first: 5) { totalCount } }", json!({}))
+        .await;
+    app.data_as(
+        &reader,
+        r#"query AnvitaActors { actors(first: 100, filter: { partners: ["anvita"] }) { nodes { id } } }"#,
+        json!({}),
+    )
+    .await;
+    let entries = audit_entries(&app, &admin).await;
+    // The admin's own read before, the reader's forbidden read, and the reader's query.
+    assert_eq!(entries.len(), before + 2, "{entries:#?}");
+    let entry = entries
+        .iter()
+        .find(|e| e["operation"] == "AnvitaActors")
+        .expect("the reader's query is in the log");
+    assert_eq!(entry["clientId"], creds.id.as_str());
+    assert_eq!(entry["partner"], "caravan");
+    assert_eq!(entry["returnedPartners"], json!(["anvita"]));
+    assert_eq!(entry["outcome"], "ok");
+    let forbidden = entries
+        .iter()
+        .find(|e| e["outcome"] == "errors")
+        .expect("the refused read is logged too");
+    assert_eq!(forbidden["returnedPartners"], json!([]));
+    // Newest first (the admin's reading is recorded once answered).
+    assert_eq!(entries[0]["operation"], "AnvitaActors");
+    assert!(audit_entries(&app, &admin).await[0]["operation"]
+        .as_str()
+        .unwrap()
+        .contains("auditLog"));
+}
+
+backend_tests!(
+    sensitive_fields_need_read_sensitive,
+    authenticated_requests_are_audited_and_admin_reads_them,
+);
