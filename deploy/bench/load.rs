@@ -1,4 +1,4 @@
-//! A small open-loop HTTP load generator for `deploy/bench/run.sh`.
+//! A small open-loop HTTP load generator for `deploy/bench/run.sh` (`cargo bench --bench load`).
 //!
 //! At a fixed rate it sends requests on schedule whatever the answers' latency, and measures
 //! each latency from the scheduled start (so a stalled server shows in the percentiles instead of
