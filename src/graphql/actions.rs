@@ -122,7 +122,7 @@ impl Action {
         for p in &partnerships {
             for m in &p.members {
                 // A member the viewer may not see is left out rather than shown empty.
-                if let Some(actor) = actors.get(&m.actor_id) {
+                if let Some(actor) = actors.get(&m.actor_id).and_then(Option::as_ref) {
                     out.push(ActionPartner {
                         actor: actor.clone(),
                         role: m.role,

@@ -57,6 +57,7 @@ impl Actor {
             .actor
             .load_one(parent.clone())
             .await?
+            .flatten()
             .map(Actor))
     }
     /// The partnerships this actor is a member of.
@@ -186,6 +187,7 @@ impl ActorQueries {
             .actor
             .load_one(local)
             .await?
+            .flatten()
             .map(Actor))
     }
 }

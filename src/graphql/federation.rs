@@ -42,6 +42,7 @@ impl EntityQueries {
             .actor
             .load_one(local)
             .await?
+            .flatten()
             .map(Actor))
     }
 

@@ -101,7 +101,28 @@ impl Loader<String> for PartnerById {
     }
 }
 
-by_id_loader!(ActorById, domain::Actor, queries::actors_by_ids);
+/// Actors by id. Unlike the other by-id loaders it answers every key, `None` for an actor the
+/// viewer may not see, so the request's cache remembers misses too: a page whose partnerships
+/// name hidden actors does not ask for them again.
+pub struct ActorById(pub LoaderScope);
+
+impl Loader<String> for ActorById {
+    type Value = Option<domain::Actor>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, Option<domain::Actor>>, Self::Error> {
+        let found = self.0.load_many(keys, queries::actors_by_ids).await?;
+        let mut answers: HashMap<String, Option<domain::Actor>> =
+            keys.iter().map(|k| (k.clone(), None)).collect();
+        for a in found {
+            answers.insert(a.id.clone(), Some(a));
+        }
+        Ok(answers)
+    }
+}
 by_id_loader!(ActionById, domain::Action, queries::actions_by_ids);
 by_id_loader!(OutcomeById, domain::Outcome, queries::outcomes_by_ids);
 by_id_loader!(

@@ -38,6 +38,7 @@ async fn load(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>>
             .actor
             .load_one(local)
             .await?
+            .flatten()
             .map(|v| Node::Actor(Actor(v))),
         Kind::Action => l
             .action

@@ -47,10 +47,13 @@ impl Partnership {
             .members
             .iter()
             .filter_map(|m| {
-                actors.get(&m.actor_id).map(|a| Member {
-                    actor: a.clone(),
-                    role: m.role,
-                })
+                actors
+                    .get(&m.actor_id)
+                    .and_then(Option::as_ref)
+                    .map(|a| Member {
+                        actor: a.clone(),
+                        role: m.role,
+                    })
             })
             .collect())
     }

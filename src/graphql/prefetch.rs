@@ -48,6 +48,8 @@ struct Loaded {
     outcomes: Vec<domain::Outcome>,
     partnerships: Vec<domain::Partnership>,
     actors: Vec<domain::Actor>,
+    /// Every member id asked for, so those the viewer may not see are remembered as such.
+    actor_ids: Vec<String>,
     sub_actions: Vec<domain::Action>,
     parents: Vec<domain::Action>,
     owners: Vec<domain::Partner>,
@@ -117,6 +119,7 @@ pub async fn actions(
                     if !actor_ids.is_empty() {
                         l.actors = queries::actors_by_ids(c, rf, &actor_ids)?;
                     }
+                    l.actor_ids = actor_ids;
                 }
             }
             if plan.sub_actions {
@@ -152,10 +155,12 @@ pub async fn actions(
             }))
             .await;
     }
-    loaders
-        .actor
-        .feed_many(loaded.actors.into_iter().map(|a| (a.id.clone(), a)))
-        .await;
+    let mut actors: HashMap<String, Option<domain::Actor>> =
+        loaded.actor_ids.into_iter().map(|id| (id, None)).collect();
+    for a in loaded.actors {
+        actors.insert(a.id.clone(), Some(a));
+    }
+    loaders.actor.feed_many(actors).await;
     if selects(ctx, "subActions") {
         loaders
             .sub_actions
