@@ -2,8 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 
-use super::{push_source, writer, RetireEffect, RetirePayload, WriteEffect};
-use crate::app::now;
+use super::{pushed_by, retire, upsert_then_read, writer, RetirePayload, WriteEffect};
 use crate::domain::{self, PartialDate};
 use crate::graphql::actions::Action;
 use crate::storage::{queries, writes};
@@ -80,25 +79,20 @@ impl ActionMutations {
                 })
                 .collect(),
             visibility: input.visibility,
-            provenance: domain::Provenance {
-                source: push_source(&partner),
-                source_ref: input.source_ref,
-                imported_at: String::new(),
-                updated_at: String::new(),
-            },
+            provenance: pushed_by(&partner, input.source_ref),
         };
         let id = record.id.clone();
-        let rows = rc.rows.clone();
-        let effect = rc
-            .store
-            .run(move |c| writes::upsert_action(c, &rows, &record, &now()))
-            .await?;
-        let stored = rc
-            .read(move |c, rf| queries::actions_by_ids(c, rf, &[id]))
-            .await?;
+        let (effect, stored) = upsert_then_read(
+            rc,
+            id,
+            record,
+            writes::upsert_action,
+            queries::actions_by_ids,
+        )
+        .await?;
         Ok(ActionPayload {
-            effect: effect.into(),
-            action: stored.into_iter().next().map(Action),
+            effect,
+            action: stored.map(Action),
         })
     }
 
@@ -108,16 +102,6 @@ impl ActionMutations {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<RetirePayload> {
-        let (rc, partner) = writer(ctx)?;
-        let local = id.clone();
-        let effect: RetireEffect = rc
-            .store
-            .run(move |c| writes::retire_action(c, &partner, &local, &now()))
-            .await?
-            .into();
-        Ok(RetirePayload {
-            local_id: id,
-            effect,
-        })
+        Ok(retire(ctx, id, writes::retire_action).await?)
     }
 }

@@ -2,8 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 
-use super::{push_source, writer, RetireEffect, RetirePayload, WriteEffect};
-use crate::app::now;
+use super::{pushed_by, retire, upsert_then_read, writer, RetirePayload, WriteEffect};
 use crate::domain;
 use crate::graphql::actors::Actor;
 use crate::storage::{queries, writes};
@@ -59,25 +58,14 @@ impl ActorMutations {
             territory_name: input.territory_name,
             parent_actor_id: input.parent_actor_id,
             visibility: input.visibility,
-            provenance: domain::Provenance {
-                source: push_source(&partner),
-                source_ref: input.source_ref,
-                imported_at: String::new(),
-                updated_at: String::new(),
-            },
+            provenance: pushed_by(&partner, input.source_ref),
         };
         let id = record.id.clone();
-        let rows = rc.rows.clone();
-        let effect = rc
-            .store
-            .run(move |c| writes::upsert_actor(c, &rows, &record, &now()))
-            .await?;
-        let stored = rc
-            .read(move |c, rf| queries::actors_by_ids(c, rf, &[id]))
-            .await?;
+        let (effect, stored) =
+            upsert_then_read(rc, id, record, writes::upsert_actor, queries::actors_by_ids).await?;
         Ok(ActorPayload {
-            effect: effect.into(),
-            actor: stored.into_iter().next().map(Actor),
+            effect,
+            actor: stored.map(Actor),
         })
     }
 
@@ -87,16 +75,6 @@ impl ActorMutations {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<RetirePayload> {
-        let (rc, partner) = writer(ctx)?;
-        let local = id.clone();
-        let effect: RetireEffect = rc
-            .store
-            .run(move |c| writes::retire_actor(c, &partner, &local, &now()))
-            .await?
-            .into();
-        Ok(RetirePayload {
-            local_id: id,
-            effect,
-        })
+        Ok(retire(ctx, id, writes::retire_actor).await?)
     }
 }

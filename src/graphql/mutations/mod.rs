@@ -72,9 +72,70 @@ pub(crate) fn writer<'a>(ctx: &'a Context<'_>) -> Result<(&'a RequestContext, St
     Ok((rc, partner))
 }
 
-/// The provenance source of pushed records.
-pub(crate) fn push_source(partner: &str) -> String {
-    format!("push:{partner}")
+/// The provenance of a record `partner` pushes.
+pub(crate) fn pushed_by(partner: &str, source_ref: Option<String>) -> crate::domain::Provenance {
+    crate::domain::Provenance {
+        source: format!("push:{partner}"),
+        source_ref,
+        imported_at: String::new(),
+        updated_at: String::new(),
+    }
+}
+
+type Upsert<R> = fn(
+    &mut crate::storage::AnyConnection,
+    &crate::domain::RowFilter,
+    &R,
+    &str,
+) -> crate::error::Result<crate::storage::writes::WriteEffect>;
+type ReadBack<T> = fn(
+    &mut crate::storage::AnyConnection,
+    &crate::domain::RowFilter,
+    &[String],
+) -> crate::error::Result<Vec<T>>;
+
+/// Writes `record` through the one write path as the caller, then reads it back as the caller
+/// sees it (null if its visibility hides it from the caller's own scopes).
+pub(crate) async fn upsert_then_read<R, T>(
+    rc: &RequestContext,
+    id: String,
+    record: R,
+    upsert: Upsert<R>,
+    read_back: ReadBack<T>,
+) -> Result<(WriteEffect, Option<T>)>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+{
+    let rows = rc.rows.clone();
+    let effect = rc
+        .store
+        .run(move |c| upsert(c, &rows, &record, &crate::app::now()))
+        .await?;
+    let stored = rc.read(move |c, rf| read_back(c, rf, &[id])).await?;
+    Ok((effect.into(), stored.into_iter().next()))
+}
+
+type Retire = fn(
+    &mut crate::storage::AnyConnection,
+    &str,
+    &str,
+    &str,
+) -> crate::error::Result<crate::storage::writes::RetireEffect>;
+
+/// Retires one of the caller's records.
+pub(crate) async fn retire(ctx: &Context<'_>, id: String, retire: Retire) -> Result<RetirePayload> {
+    let (rc, partner) = writer(ctx)?;
+    let local = id.clone();
+    let effect = rc
+        .store
+        .run(move |c| retire(c, &partner, &local, &crate::app::now()))
+        .await?
+        .into();
+    Ok(RetirePayload {
+        local_id: id,
+        effect,
+    })
 }
 
 #[derive(MergedObject, Default)]

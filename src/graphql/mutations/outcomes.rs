@@ -2,8 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 
-use super::{push_source, writer, RetireEffect, RetirePayload, WriteEffect};
-use crate::app::now;
+use super::{pushed_by, retire, upsert_then_read, writer, RetirePayload, WriteEffect};
 use crate::domain::{self, PartialDate};
 use crate::graphql::outcomes::Outcome;
 use crate::storage::{queries, writes};
@@ -75,25 +74,20 @@ impl OutcomeMutations {
                 })
                 .collect(),
             visibility: input.visibility,
-            provenance: domain::Provenance {
-                source: push_source(&partner),
-                source_ref: input.source_ref,
-                imported_at: String::new(),
-                updated_at: String::new(),
-            },
+            provenance: pushed_by(&partner, input.source_ref),
         };
         let id = record.id.clone();
-        let rows = rc.rows.clone();
-        let effect = rc
-            .store
-            .run(move |c| writes::upsert_outcome(c, &rows, &record, &now()))
-            .await?;
-        let stored = rc
-            .read(move |c, rf| queries::outcomes_by_ids(c, rf, &[id]))
-            .await?;
+        let (effect, stored) = upsert_then_read(
+            rc,
+            id,
+            record,
+            writes::upsert_outcome,
+            queries::outcomes_by_ids,
+        )
+        .await?;
         Ok(OutcomePayload {
-            effect: effect.into(),
-            outcome: stored.into_iter().next().map(Outcome),
+            effect,
+            outcome: stored.map(Outcome),
         })
     }
 
@@ -103,16 +97,6 @@ impl OutcomeMutations {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<RetirePayload> {
-        let (rc, partner) = writer(ctx)?;
-        let local = id.clone();
-        let effect: RetireEffect = rc
-            .store
-            .run(move |c| writes::retire_outcome(c, &partner, &local, &now()))
-            .await?
-            .into();
-        Ok(RetirePayload {
-            local_id: id,
-            effect,
-        })
+        Ok(retire(ctx, id, writes::retire_outcome).await?)
     }
 }
