@@ -368,14 +368,25 @@ pub struct OutcomeQuery {
 }
 
 fn outcome_query(rf: &RowFilter, q: &OutcomeQuery) -> outcomes::BoxedQuery<'static, MultiBackend> {
-    // An outcome is readable only where its action is too.
-    let visible_actions = actions::table
-        .filter(visible_to!(actions, rf))
-        .select(actions::id);
-    let mut query = outcomes::table
-        .filter(visible_to!(outcomes, rf))
-        .filter(outcomes::action_id.eq_any(visible_actions))
-        .into_boxed();
+    // An outcome is readable only where its action is too. Asked for given actions, only those
+    // are checked (an index lookup), not every visible action.
+    let visible = outcomes::table.filter(visible_to!(outcomes, rf));
+    let mut query = if q.action_ids.is_empty() {
+        let visible_actions = actions::table
+            .filter(visible_to!(actions, rf))
+            .select(actions::id);
+        visible
+            .filter(outcomes::action_id.eq_any(visible_actions))
+            .into_boxed()
+    } else {
+        let visible_actions = actions::table
+            .filter(visible_to!(actions, rf))
+            .filter(actions::id.eq_any(q.action_ids.clone()))
+            .select(actions::id);
+        visible
+            .filter(outcomes::action_id.eq_any(visible_actions))
+            .into_boxed()
+    };
     if !q.owners.is_empty() {
         query = query.filter(outcomes::owner_partner_id.eq_any(q.owners.clone()));
     }
