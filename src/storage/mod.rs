@@ -98,6 +98,11 @@ pub struct Store {
     backend: Backend,
     statements: Arc<StatementCounter>,
     writes: Arc<WriteLog>,
+    /// One permit per pooled connection, taken before a blocking thread is: waiting for the
+    /// database happens on the async side, so a burst of requests never parks hundreds of
+    /// blocking threads (each with its stack and allocator arena) on the pool.
+    slots: Arc<tokio::sync::Semaphore>,
+    slot_wait: Duration,
 }
 
 /// Pool settings, from `Config`.
@@ -132,6 +137,8 @@ impl Store {
             backend: url.backend(),
             statements,
             writes: Arc::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(max as usize)),
+            slot_wait: options.connect_timeout,
         })
     }
 
@@ -158,8 +165,16 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
+        let slot = tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                tracing::warn!("every database connection stayed busy");
+                Error::Unavailable("the database is busy; try again shortly".into())
+            })?
+            .map_err(Error::internal)?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let mut conn = store.conn()?;
             f(&mut conn)
         })
