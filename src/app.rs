@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use crate::auth::audit::AuditWriter;
 use crate::auth::external::ExternalVerifier;
 use crate::auth::keys::{self, KeyRing};
 use crate::config::Config;
 use crate::error::Result;
 use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
+use crate::http::admission::Admission;
 use crate::http::cache::ResponseCache;
 use crate::http::rate_limit::RateLimiter;
 use crate::persisted::{manifest::Manifest, PersistedQueries};
@@ -20,6 +22,10 @@ pub struct App {
     pub persisted: PersistedQueries,
     pub response_cache: ResponseCache,
     pub rate_limiter: RateLimiter,
+    /// The audit log's writer (group commit).
+    pub audit: AuditWriter,
+    /// Load shedding: the request slots.
+    pub admission: Admission,
     /// The keys that sign and verify access tokens.
     pub keys: KeyRing,
     /// In external mode, the identity provider's token verifier.
@@ -49,6 +55,11 @@ impl App {
         Ok(App {
             response_cache: ResponseCache::new(&config, store.clone()),
             rate_limiter: RateLimiter::new(&config.rate_limit),
+            audit: AuditWriter::start(store.clone()),
+            admission: Admission::new(
+                config.max_concurrent_requests,
+                std::time::Duration::from_millis(config.queue_timeout_ms),
+            ),
             persisted,
             config: Arc::new(config),
             store,

@@ -101,6 +101,10 @@ pub struct Config {
     pub max_batch_size: usize,
     /// How long one GraphQL operation may execute, in milliseconds, before it is answered `TIMEOUT`.
     pub execution_timeout_ms: u64,
+    /// Most requests (GraphQL, import, export) handled at once; the others wait for a slot.
+    pub max_concurrent_requests: usize,
+    /// How long a request may wait for a slot before it is shed with 503 `OVERLOADED`.
+    pub queue_timeout_ms: u64,
     /// Lets every caller run introspection (`__schema`, `__type`); otherwise only callers with
     /// the `introspect` scope may. `serve --demo` turns it on so GraphiQL works.
     pub public_introspection: bool,
@@ -261,6 +265,8 @@ impl Default for Config {
             max_query_tokens: 2_000,
             max_batch_size: 10,
             execution_timeout_ms: 10_000,
+            max_concurrent_requests: 64,
+            queue_timeout_ms: 1_000,
             public_introspection: false,
             csrf_prevention: true,
             cors_allowed_origins: Vec::new(),
@@ -414,6 +420,9 @@ impl Config {
         }
         if self.execution_timeout_ms == 0 {
             return bad("execution_timeout_ms must be positive".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            return bad("max_concurrent_requests must be positive".into());
         }
         for origin in &self.cors_allowed_origins {
             let parsed = url::Url::parse(origin).ok().filter(|u| {

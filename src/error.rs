@@ -53,6 +53,8 @@ pub enum Error {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// Every request slot stayed busy for `queue_timeout_ms`: the request is shed, not queued.
+    Overloaded,
     CsrfPreflightRequired,
     IntrospectionDisabled,
     /// The operation ran longer than `execution_timeout_ms`.
@@ -101,6 +103,7 @@ impl Error {
             Error::ParseFailed(_) => "GRAPHQL_PARSE_FAILED",
             Error::ValidationFailed(_) => "GRAPHQL_VALIDATION_FAILED",
             Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::Overloaded => "OVERLOADED",
             Error::CsrfPreflightRequired => "CSRF_PREFLIGHT_REQUIRED",
             Error::IntrospectionDisabled => "INTROSPECTION_DISABLED",
             Error::Timeout => "TIMEOUT",
@@ -132,6 +135,7 @@ impl Error {
             | Error::ValidationFailed(_)
             | Error::CsrfPreflightRequired => StatusCode::BAD_REQUEST,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::IntrospectionDisabled => StatusCode::FORBIDDEN,
             Error::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -150,6 +154,7 @@ impl Error {
                 | Error::PersistedQueryHashMismatch
                 | Error::BatchTooLarge(_)
                 | Error::RateLimited { .. }
+                | Error::Overloaded
                 | Error::CsrfPreflightRequired
                 | Error::Timeout
                 | Error::MethodNotAllowed(_)
@@ -158,6 +163,15 @@ impl Error {
                 | Error::Unavailable(_)
                 | Error::Internal(_)
         )
+    }
+
+    /// For `Retry-After`: when a refused request may be sent again.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Error::Overloaded => Some(1),
+            _ => None,
+        }
     }
 
     /// The message a client may see (internal details masked).
@@ -189,6 +203,7 @@ impl Error {
             Error::RateLimited { retry_after_secs } => {
                 format!("too many requests; retry in {retry_after_secs} s")
             }
+            Error::Overloaded => "the server is at capacity; retry in a moment".into(),
             Error::CsrfPreflightRequired => "this request has been blocked as a potential Cross-Site Request Forgery: send a `Content-Type: application/json` body or a non-empty `apollo-require-preflight` header".into(),
             Error::IntrospectionDisabled => {
                 "introspection is disabled for this client (it needs the `introspect` scope)".into()
@@ -285,7 +300,13 @@ impl IntoResponse for Error {
                 _ => None,
             },
         };
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

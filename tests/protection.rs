@@ -256,6 +256,85 @@ async fn long_operations_time_out(backend: Backend) {
     );
 }
 
+async fn overload_is_shed_with_503_not_queued(backend: Backend) {
+    let Some(app) = spawn(backend, |c| {
+        c.max_concurrent_requests = 1;
+        c.queue_timeout_ms = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A client that sends its headers and half its body holds the only slot.
+    let body = r#"{"query":"{ __typename }"}"#;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    // The next request waits queue_timeout_ms for a slot, then is shed with a GraphQL error.
+    let started = std::time::Instant::now();
+    let res = app
+        .http
+        .post(app.url("/graphql"))
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let shed: Value = res.json().await.unwrap();
+    assert_eq!(error_code(&shed), "OVERLOADED", "{shed}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+    // The other heavy routes are shed the same way, with a plain error body.
+    let res = app
+        .http
+        .get(app.url("/export/actions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let shed: Value = res.json().await.unwrap();
+    assert_eq!(shed["code"], "OVERLOADED", "{shed}");
+    // Light routes are never shed: health checks and metrics still answer.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("passerelle_requests_shed_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("passerelle_requests_in_flight 1"),
+        "{metrics}"
+    );
+
+    // Once the slow client finishes, its request is answered and the slot is free again.
+    slow.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = slow.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (status, body) = ask(&app, "{ __typename }").await;
+    assert_eq!(
+        (status, &body["data"]["__typename"]),
+        (200, &json!("Query")),
+        "{body}"
+    );
+}
+
 per_backend!(
     limits_are_refused_with_their_own_codes,
     batches_are_limited,
@@ -265,6 +344,7 @@ per_backend!(
     public_introspection_opens_it_to_all,
     cors_answers_listed_origins_only,
     long_operations_time_out,
+    overload_is_shed_with_503_not_queued,
 );
 
 /// `serve --demo` is for trying Passerelle out: GraphiQL (introspection) works for anyone.

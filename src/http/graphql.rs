@@ -162,7 +162,7 @@ async fn run_one(
         request = request.operation_name(n);
     }
     // Every authenticated answer is audited, cached or not; a failed audit fails the request.
-    let audit = auth::audit::Pending::new(viewer, &request);
+    let audit = auth::audit::Pending::new(viewer, name, &resolved.query);
     if cacheable {
         if let Some((hit, owners)) = app.response_cache.get(&key).await {
             audit.finish_with(app, owners, true).await?;
@@ -275,7 +275,7 @@ fn json_response(
 
 /// An error before or instead of execution, as a GraphQL response. Legacy `application/json`
 /// clients get 200 for GraphQL request errors; transport errors keep their status.
-fn error_response(error: &Error, format: Format) -> Response {
+pub(super) fn error_response(error: &Error, format: Format) -> Response {
     let status = if format == Format::GraphqlResponseJson || error.is_transport_error() {
         error.status()
     } else {
@@ -288,16 +288,11 @@ fn error_response(error: &Error, format: Format) -> Response {
         HeaderValue::from_static("no-store"),
     );
     let headers = response.headers_mut();
-    match error {
-        Error::RateLimited { retry_after_secs } => {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                headers.insert(header::RETRY_AFTER, v);
-            }
-        }
-        Error::MethodNotAllowed(_) => {
-            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
-        }
-        _ => {}
+    if let Some(secs) = error.retry_after_secs() {
+        headers.insert(header::RETRY_AFTER, secs.into());
+    }
+    if let Error::MethodNotAllowed(_) = error {
+        headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
     response
 }

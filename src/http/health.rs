@@ -37,8 +37,16 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let body = format!(
         "# HELP passerelle_sql_statements_total SQL statements sent to the database.\n\
          # TYPE passerelle_sql_statements_total counter\n\
-         passerelle_sql_statements_total {}\n",
-        app.store.statements().get()
+         passerelle_sql_statements_total {}\n\
+         # HELP passerelle_requests_in_flight Requests being handled now.\n\
+         # TYPE passerelle_requests_in_flight gauge\n\
+         passerelle_requests_in_flight {}\n\
+         # HELP passerelle_requests_shed_total Requests refused with 503 OVERLOADED.\n\
+         # TYPE passerelle_requests_shed_total counter\n\
+         passerelle_requests_shed_total {}\n",
+        app.store.statements().get(),
+        app.admission.in_flight(),
+        app.admission.shed(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

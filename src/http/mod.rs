@@ -1,5 +1,6 @@
 //! The HTTP server: one route list, the middleware every request passes, and graceful shutdown.
 
+pub mod admission;
 mod apq;
 pub mod cache;
 mod cors;
@@ -36,14 +37,24 @@ pub fn router(app: App) -> Router {
     let body_limit = app.config.max_body_bytes;
     let timeout = Duration::from_secs(app.config.request_timeout_secs.max(1));
     let cors = cors::layer(&app.config);
+    let admit = || axum::middleware::from_fn_with_state(app.clone(), admission::graphql);
+    let admit_plain = || axum::middleware::from_fn_with_state(app.clone(), admission::plain);
     Router::new()
-        .route("/graphql", get(graphql::handle).post(graphql::handle))
+        .route(
+            "/graphql",
+            get(graphql::handle)
+                .post(graphql::handle)
+                .layer(admit()),
+        )
         .route("/graphiql", get(graphql::graphiql))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/import", post(ingest::import_handler))
-        .route("/export/{kind}", get(ingest::export_handler))
+        .route("/import", post(ingest::import_handler).layer(admit_plain()))
+        .route(
+            "/export/{kind}",
+            get(ingest::export_handler).layer(admit_plain()),
+        )
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))

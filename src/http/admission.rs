@@ -1,0 +1,104 @@
+//! Admission control: at most `max_concurrent_requests` requests are handled at once. A request
+//! that finds every slot busy waits up to `queue_timeout_ms` for one, then is shed with 503
+//! `OVERLOADED` and `Retry-After`, before its body is even read. Under overload the server so
+//! keeps bounded memory and answers the requests it admits at their usual latency, instead of
+//! queueing without end until every answer is late.
+//!
+//! A streamed export holds its slot until the response starts, not while it streams.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::graphql::error_response;
+use super::negotiate::{negotiate, Format};
+use crate::app::App;
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct Admission {
+    slots: Arc<Semaphore>,
+    max: usize,
+    wait: Duration,
+    shed: Arc<AtomicU64>,
+}
+
+impl Admission {
+    pub fn new(max: usize, wait: Duration) -> Self {
+        Admission {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            wait,
+            shed: Arc::default(),
+        }
+    }
+
+    /// A slot, held until the permit drops; `Overloaded` when none frees up in time.
+    pub async fn enter(&self) -> Result<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Overloaded)
+            }
+        }
+    }
+
+    /// Requests shed since start.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
+    /// Requests being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+}
+
+/// For `/graphql`: a shed request gets a GraphQL-shaped error body.
+pub async fn graphql(State(app): State<App>, request: Request, next: Next) -> Response {
+    match app.admission.enter().await {
+        Ok(_slot) => next.run(request).await,
+        Err(e) => error_response(&e, negotiate(request.headers()).unwrap_or(Format::Json)),
+    }
+}
+
+/// For the other heavy routes (`/import`, `/export`).
+pub async fn plain(State(app): State<App>, request: Request, next: Next) -> Response {
+    match app.admission.enter().await {
+        Ok(_slot) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sheds_once_every_slot_stays_busy() {
+        let admission = Admission::new(2, Duration::from_millis(20));
+        let a = admission.enter().await.ok();
+        let b = admission.enter().await.ok();
+        assert!(a.is_some() && b.is_some());
+        assert_eq!(admission.in_flight(), 2);
+        assert!(matches!(admission.enter().await, Err(Error::Overloaded)));
+        assert_eq!(admission.shed(), 1);
+        drop(a);
+        // A freed slot admits the next request, even one already waiting.
+        let waiting = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.enter().await.is_ok() }
+        });
+        assert!(waiting.await.unwrap_or(false));
+        assert_eq!(admission.shed(), 1);
+    }
+}
