@@ -93,6 +93,10 @@ pub struct Config {
     pub external_client_id: Option<String>,
     /// External mode: Passerelle's client secret at the provider.
     pub external_client_secret: Option<String>,
+    /// External mode: how long an introspection answer is reused, at most (never past the
+    /// token's `exp`): the longest a token revoked at the provider keeps working here. 0 asks the
+    /// provider at every request.
+    pub external_introspection_cache_secs: u64,
     /// Most aliases one GraphQL document may use.
     pub max_query_aliases: usize,
     /// Most lexical tokens one GraphQL document may have (checked before it is parsed).
@@ -287,6 +291,7 @@ impl Default for Config {
             external_introspection_url: None,
             external_client_id: None,
             external_client_secret: None,
+            external_introspection_cache_secs: 30,
         }
     }
 }
