@@ -515,7 +515,102 @@ async fn a_second_replica_verifies_the_first_ones_tokens(app: TestApp) {
     assert_eq!(claims.unwrap().partner, "caravan");
 }
 
+const AUDIT: &str =
+    "{ auditLog(last: 50) { clientId partner operation returnedPartners outcome } }";
+
+async fn oauth_endpoints_are_audited_without_secrets_or_tokens(app: TestApp) {
+    app.seed().await;
+    let admin = app.token("department", "admin").await;
+    let creds = app.client("caravan", "read research").await;
+    let token = app.token_for(&creds, "read").await;
+    // A wrong secret, and a secret pasted where the client id goes.
+    let wrong = ClientCreds {
+        id: creds.id.clone(),
+        secret: "not-the-secret".into(),
+    };
+    let (status, _, _) = post_form(
+        &app,
+        "/oauth/token",
+        Some(&wrong),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let pasted = ClientCreds {
+        id: format!("{}+{}", creds.secret, "x"),
+        secret: creds.secret.clone(),
+    };
+    let (status, _, _) = post_form(
+        &app,
+        "/oauth/token",
+        Some(&pasted),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    post_form(
+        &app,
+        "/oauth/introspect",
+        Some(&creds),
+        &[("token", &token)],
+    )
+    .await;
+    post_form(&app, "/oauth/revoke", Some(&creds), &[("token", &token)]).await;
+
+    let data = app.data_as(&admin, AUDIT, json!({})).await;
+    let entries = data["auditLog"].as_array().unwrap();
+    let find = |operation: &str, outcome: &str| {
+        entries
+            .iter()
+            .find(|e| e["operation"] == operation && e["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {operation} {outcome} in {entries:#?}"))
+    };
+    let issued = find("POST /oauth/token", "issued: read");
+    assert_eq!(issued["clientId"], creds.id.as_str());
+    assert_eq!(issued["partner"], "caravan");
+    let refused = entries
+        .iter()
+        .filter(|e| {
+            e["operation"] == "POST /oauth/token" && e["outcome"] == "refused: invalid_client"
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(refused.len(), 2, "{entries:#?}");
+    // The claimed id when it looks like one, never free text; no partner: nobody was authenticated.
+    assert!(refused.iter().any(|e| e["clientId"] == creds.id.as_str()));
+    assert!(refused.iter().any(|e| e["clientId"] == "(malformed)"));
+    assert!(refused.iter().all(|e| e["partner"].is_null()));
+    let introspected = find("POST /oauth/introspect", "active");
+    assert_eq!(introspected["clientId"], creds.id.as_str());
+    assert_eq!(introspected["returnedPartners"], json!(["caravan"]));
+    assert_eq!(
+        find("POST /oauth/revoke", "revoked")["clientId"],
+        creds.id.as_str()
+    );
+
+    // Nothing in the table holds a secret or a token, whole or in part.
+    let rows = app
+        .app
+        .store
+        .run(|conn| passerelle::auth::audit::recent(conn, 1000))
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert!(rows.len() >= 6, "{rows:#?}");
+    let stored = serde_json::to_string(&rows).unwrap();
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in [
+        creds.secret.as_str(),
+        "not-the-secret",
+        &token,
+        signature,
+        &admin,
+    ] {
+        assert!(!stored.contains(secret), "{secret} is in the audit log");
+    }
+}
+
 backend_tests!(
+    oauth_endpoints_are_audited_without_secrets_or_tokens,
     token_via_basic_and_post,
     token_endpoint_errors_follow_rfc_6749,
     bad_tokens_are_refused_with_401,
