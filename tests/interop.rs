@@ -47,8 +47,8 @@ async fn external_tokens_are_verified_against_the_providers_jwks(provider: TestA
     // The provider rotates its keys: the consumer fetches the JWKS again on the unknown kid.
     provider
         .app
-        .store
-        .run(passerelle::auth::keys::rotate)
+        .keys
+        .rotate()
         .await
         .map_err(|e| e.message())
         .unwrap();
