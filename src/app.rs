@@ -41,10 +41,32 @@ impl App {
         if applied > 0 {
             tracing::info!(applied, backend = %store.backend(), "migrations applied");
         }
-        if store.run(keys::ensure_signing_key).await? {
+        let cipher = keys::KeyCipher::from_config(&config)?;
+        let c = cipher.clone();
+        let sealed = store
+            .run(move |conn| keys::seal_plaintext_keys(conn, &c))
+            .await?;
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                "encrypted the token signing keys stored in plaintext"
+            );
+        }
+        let c = cipher.clone();
+        if store
+            .run(move |conn| keys::ensure_signing_key(conn, &c))
+            .await?
+        {
             tracing::info!("created the first token signing key");
         }
-        let keys = KeyRing::new(store.clone(), config.token_ttl_secs, config.key_cache_secs);
+        let keys = KeyRing::new(
+            store.clone(),
+            cipher,
+            config.token_ttl_secs,
+            config.key_cache_secs,
+        );
+        // A signing key that cannot be decrypted stops the start, with its own code.
+        keys.reload().await?;
         let external = ExternalVerifier::from_config(&config)?.map(Arc::new);
         let schema = build_schema(&config);
         let persisted = PersistedQueries::new(store.clone(), config.persisted_query_cache_entries);

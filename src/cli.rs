@@ -339,7 +339,7 @@ async fn client_command(app: &App, command: ClientCommand) -> anyhow::Result<()>
 async fn keys_command(app: &App, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Rotate => {
-            let kid = app.store.run(keys::rotate).await?;
+            let kid = app.keys.rotate().await?;
             println!("signing with the new key {kid}; older keys verify until their tokens expire");
         }
         KeysCommand::List => {

@@ -71,6 +71,10 @@ pub struct Config {
     /// How long a replica may use its cached signing and verification keys before reading the
     /// key table again (an unknown `kid` reloads sooner).
     pub key_cache_secs: u64,
+    /// Encrypts the token signing keys at rest (AES-256-GCM): 32 random bytes in base64, e.g.
+    /// from `openssl rand -base64 32`. Keys stored in plaintext before it was set still load,
+    /// and are encrypted at the next start.
+    pub key_encryption_key: Option<Secret>,
     /// Research aggregates withhold cells resting on fewer records (or people) than this.
     pub research_min_cell: i64,
     /// `local` (Passerelle issues tokens) or `external` (an identity provider does).
@@ -93,6 +97,10 @@ pub struct Config {
     pub external_client_id: Option<String>,
     /// External mode: Passerelle's client secret at the provider.
     pub external_client_secret: Option<String>,
+    /// External mode: how long an introspection answer is reused, at most (never past the
+    /// token's `exp`): the longest a token revoked at the provider keeps working here. 0 asks the
+    /// provider at every request.
+    pub external_introspection_cache_secs: u64,
     /// Most aliases one GraphQL document may use.
     pub max_query_aliases: usize,
     /// Most lexical tokens one GraphQL document may have (checked before it is parsed).
@@ -282,6 +290,7 @@ impl Default for Config {
             token_audience: "passerelle".into(),
             token_ttl_secs: 900,
             key_cache_secs: 60,
+            key_encryption_key: None,
             research_min_cell: 11,
             auth_mode: AuthMode::Local,
             external_jwks_url: None,
@@ -293,6 +302,7 @@ impl Default for Config {
             external_introspection_url: None,
             external_client_id: None,
             external_client_secret: None,
+            external_introspection_cache_secs: 30,
         }
     }
 }
@@ -473,6 +483,16 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(key) = &self.key_encryption_key {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(key.0.trim());
+            if decoded.map(|k| k.len()) != Ok(32) {
+                return bad(
+                    "key_encryption_key must be 32 bytes in base64 (e.g. from `openssl rand -base64 32`)"
+                        .into(),
+                );
+            }
+        }
         if self.research_min_cell < 2 {
             return bad(format!(
                 "research_min_cell must be at least 2, not {}",
@@ -616,6 +636,26 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth_mode, AuthMode::External);
         assert_eq!(c.external_partner_claim, "partner");
+    }
+
+    #[test]
+    fn the_key_encryption_key_must_be_32_bytes_of_base64() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "PASSERELLE_KEY_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.key_encryption_key.unwrap().0.len(), 44);
+        assert!(!format!("{:?}", Config::default()).contains("AAEC"));
+        for bad in ["short", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd"] {
+            let e = Config::load(None, env(&[("PASSERELLE_KEY_ENCRYPTION_KEY", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("key_encryption_key must be 32 bytes"), "{e}");
+        }
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub enum Error {
     MethodNotAllowed(String),
     UnsupportedMediaType(String),
     NotAcceptable(String),
+    /// A stored token signing key cannot be decrypted: `key_encryption_key` is missing or is
+    /// not the key it was encrypted with.
+    SigningKeyUnreadable(String),
     /// Anything the client cannot act on; the detail is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -110,6 +113,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Error::NotAcceptable(_) => "NOT_ACCEPTABLE",
+            Error::SigningKeyUnreadable(_) => "SIGNING_KEY_UNREADABLE",
             Error::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -141,7 +145,9 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::SigningKeyUnreadable(_) | Error::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -161,6 +167,7 @@ impl Error {
                 | Error::UnsupportedMediaType(_)
                 | Error::NotAcceptable(_)
                 | Error::Unavailable(_)
+                | Error::SigningKeyUnreadable(_)
                 | Error::Internal(_)
         )
     }
@@ -209,6 +216,9 @@ impl Error {
                 "introspection is disabled for this client (it needs the `introspect` scope)".into()
             }
             Error::Timeout => "the operation took too long and was stopped".into(),
+            Error::SigningKeyUnreadable(kid) => format!(
+                "the token signing key {kid} cannot be decrypted: key_encryption_key is missing or is not the key it was encrypted with"
+            ),
             Error::Internal(_) => "internal server error".into(),
         }
     }

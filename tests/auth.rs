@@ -460,8 +460,8 @@ async fn key_rotation_keeps_old_tokens_valid(app: TestApp) {
     let old_kid = jsonwebtoken::decode_header(&before).unwrap().kid.unwrap();
     let new_kid = app
         .app
-        .store
-        .run(passerelle::auth::keys::rotate)
+        .keys
+        .rotate()
         .await
         .map_err(|e| e.message())
         .unwrap();
@@ -515,7 +515,195 @@ async fn a_second_replica_verifies_the_first_ones_tokens(app: TestApp) {
     assert_eq!(claims.unwrap().partner, "caravan");
 }
 
+/// Two key encryption keys (32 bytes, base64).
+const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEK: &str = "Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
+
+async fn stored_private_keys(app: &passerelle::app::App) -> Vec<(String, String)> {
+    app.store
+        .run(|conn| {
+            Ok(signing_keys::table
+                .select((signing_keys::kid, signing_keys::private_key))
+                .order(signing_keys::created_at)
+                .load::<(String, String)>(conn)?)
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap()
+}
+
+/// The PKCS#8 (base64) inside a stored key, checked to be a real Ed25519 key.
+fn opened(kid: &str, stored: &str) -> String {
+    let cipher =
+        passerelle::auth::keys::KeyCipher::new(Some(&STANDARD.decode(KEK).unwrap())).unwrap();
+    let plain = cipher.open(kid, stored).map_err(|e| e.message()).unwrap();
+    let der = STANDARD.decode(&plain).unwrap();
+    ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).unwrap();
+    plain
+}
+
+async fn signing_keys_are_encrypted_at_rest(app: TestApp) {
+    app.seed().await;
+    // `app` has no key encryption key: its first key is in plaintext.
+    let creds = app.client("caravan", "read").await;
+    let before = app.token_for(&creds, "").await;
+    let rows = stored_private_keys(&app.app).await;
+    assert_eq!(rows.len(), 1);
+    let plaintext = rows[0].1.clone();
+    assert!(!plaintext.starts_with("enc:"));
+    let old_kid = rows[0].0.clone();
+
+    // A replica with a key encryption key seals it at start, and still verifies its tokens.
+    let mut config = (*app.app.config).clone();
+    config.key_encryption_key = Some(passerelle::config::Secret(KEK.into()));
+    let sealed = passerelle::app::App::start(config.clone())
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    let claims = passerelle::auth::tokens::verify_jwt(&sealed.config, &sealed.keys, &before)
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!(claims.unwrap().partner, "caravan");
+    // Keys made from now on are sealed when made.
+    sealed.keys.rotate().await.map_err(|e| e.message()).unwrap();
+    sealed.keys.reload().await.map_err(|e| e.message()).unwrap();
+    let rows = stored_private_keys(&sealed).await;
+    assert_eq!(rows.len(), 2);
+    let first = rows.iter().find(|r| r.0 == old_kid).unwrap();
+    assert_eq!(opened(&first.0, &first.1), plaintext);
+    for (kid, stored) in &rows {
+        let plain = opened(kid, stored);
+        assert!(stored.starts_with("enc:v1:"), "{stored}");
+        assert!(
+            !stored.contains(&plain),
+            "the plaintext key is in the column"
+        );
+        assert!(!stored.contains(&plain[..16]));
+    }
+
+    // A wrong key, or none, stops the start with a stable code (no panic).
+    for kek in [Some(OTHER_KEK), None] {
+        let mut wrong = config.clone();
+        wrong.key_encryption_key = kek.map(|k| passerelle::config::Secret(k.into()));
+        match passerelle::app::App::start(wrong).await {
+            Ok(_) => panic!("started with the wrong key encryption key {kek:?}"),
+            Err(e) => assert_eq!(e.code(), "SIGNING_KEY_UNREADABLE", "{}", e.message()),
+        }
+    }
+
+    // From the first start with a key: sealed keys sign tokens the endpoint verifies.
+    let fresh = TestApp::spawn_with(app.backend, |c| {
+        c.key_encryption_key = Some(passerelle::config::Secret(KEK.into()));
+    })
+    .await
+    .unwrap();
+    fresh.seed().await;
+    let rows = stored_private_keys(&fresh.app).await;
+    assert!(rows[0].1.starts_with("enc:v1:"));
+    opened(&rows[0].0, &rows[0].1);
+    let token = fresh.token("anvita", "read").await;
+    let data = fresh.data_as(&token, VIEWER, json!({})).await;
+    assert_eq!(data["viewer"]["partner"]["slug"], "anvita");
+}
+
+const AUDIT: &str =
+    "{ auditLog(last: 50) { clientId partner operation returnedPartners outcome } }";
+
+async fn oauth_endpoints_are_audited_without_secrets_or_tokens(app: TestApp) {
+    app.seed().await;
+    let admin = app.token("department", "admin").await;
+    let creds = app.client("caravan", "read research").await;
+    let token = app.token_for(&creds, "read").await;
+    // A wrong secret, and a secret pasted where the client id goes.
+    let wrong = ClientCreds {
+        id: creds.id.clone(),
+        secret: "not-the-secret".into(),
+    };
+    let (status, _, _) = post_form(
+        &app,
+        "/oauth/token",
+        Some(&wrong),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let pasted = ClientCreds {
+        id: format!("{}+{}", creds.secret, "x"),
+        secret: creds.secret.clone(),
+    };
+    let (status, _, _) = post_form(
+        &app,
+        "/oauth/token",
+        Some(&pasted),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    post_form(
+        &app,
+        "/oauth/introspect",
+        Some(&creds),
+        &[("token", &token)],
+    )
+    .await;
+    post_form(&app, "/oauth/revoke", Some(&creds), &[("token", &token)]).await;
+
+    let data = app.data_as(&admin, AUDIT, json!({})).await;
+    let entries = data["auditLog"].as_array().unwrap();
+    let find = |operation: &str, outcome: &str| {
+        entries
+            .iter()
+            .find(|e| e["operation"] == operation && e["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {operation} {outcome} in {entries:#?}"))
+    };
+    let issued = find("POST /oauth/token", "issued: read");
+    assert_eq!(issued["clientId"], creds.id.as_str());
+    assert_eq!(issued["partner"], "caravan");
+    let refused = entries
+        .iter()
+        .filter(|e| {
+            e["operation"] == "POST /oauth/token" && e["outcome"] == "refused: invalid_client"
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(refused.len(), 2, "{entries:#?}");
+    // The claimed id when it looks like one, never free text; no partner: nobody was authenticated.
+    assert!(refused.iter().any(|e| e["clientId"] == creds.id.as_str()));
+    assert!(refused.iter().any(|e| e["clientId"] == "(malformed)"));
+    assert!(refused.iter().all(|e| e["partner"].is_null()));
+    let introspected = find("POST /oauth/introspect", "active");
+    assert_eq!(introspected["clientId"], creds.id.as_str());
+    assert_eq!(introspected["returnedPartners"], json!(["caravan"]));
+    assert_eq!(
+        find("POST /oauth/revoke", "revoked")["clientId"],
+        creds.id.as_str()
+    );
+
+    // Nothing in the table holds a secret or a token, whole or in part.
+    let rows = app
+        .app
+        .store
+        .run(|conn| passerelle::auth::audit::recent(conn, 1000))
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert!(rows.len() >= 6, "{rows:#?}");
+    let stored = serde_json::to_string(&rows).unwrap();
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in [
+        creds.secret.as_str(),
+        "not-the-secret",
+        &token,
+        signature,
+        &admin,
+    ] {
+        assert!(!stored.contains(secret), "{secret} is in the audit log");
+    }
+}
+
 backend_tests!(
+    signing_keys_are_encrypted_at_rest,
+    oauth_endpoints_are_audited_without_secrets_or_tokens,
     token_via_basic_and_post,
     token_endpoint_errors_follow_rfc_6749,
     bad_tokens_are_refused_with_401,

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema, ID};
+use common::node::{self, NodeProcess};
 use common::{partner, TestApp};
 use passerelle::graphql::ids::{encode, Kind};
 use serde_json::{json, Value};
@@ -153,81 +151,20 @@ async fn spawn_volunteering(featured: Vec<ID>) -> String {
     format!("http://{addr}/graphql")
 }
 
-/// The gateway process, stopped when dropped.
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gateway_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/gateway")
-}
-
-/// Installs the gateway from the lock file if needed; `None` (skip) when Node is missing,
-/// except under `CI=true`.
-fn prepare_gateway() -> Option<()> {
-    let dir = gateway_dir();
-    let node = Command::new("node").arg("--version").output();
-    if node.is_err() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("Node.js is required under CI=true for the gateway test");
-        }
-        eprintln!("SKIPPED: node is not installed; set CI=true to make this fail");
-        return None;
-    }
-    // Both backends' tests run in this binary at once: one `npm ci` at a time, or the second
-    // would delete the first one's node_modules under its feet.
-    static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = NPM.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("node_modules/@apollo/gateway").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    }
-    Some(())
-}
-
-fn start_gateway(subgraphs: Value) -> Gateway {
-    let mut child = Command::new("node")
-        .arg("gateway.mjs")
-        .current_dir(gateway_dir())
-        .env("SUBGRAPHS", subgraphs.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(url) = line.strip_prefix("GATEWAY ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the gateway did not start within 60 s");
-    Gateway { child, url }
+fn start_gateway(dir: &std::path::Path, subgraphs: Value) -> NodeProcess {
+    node::start(
+        dir,
+        "gateway.mjs",
+        &[("SUBGRAPHS", subgraphs.to_string())],
+        "GATEWAY ",
+        Duration::from_secs(60),
+    )
 }
 
 async fn a_real_gateway_composes_passerelle_and_answers_across_subgraphs(app: TestApp) {
-    if prepare_gateway().is_none() {
+    let Some(dir) = node::prepare("gateway", "@apollo/gateway") else {
         return;
-    }
+    };
     app.seed().await;
     let featured = vec![
         encode(Kind::Action, "caravan-2020-experiment"),
@@ -238,12 +175,12 @@ async fn a_real_gateway_composes_passerelle_and_answers_across_subgraphs(app: Te
         { "name": "passerelle", "url": app.url("/graphql") },
         { "name": "volunteering", "url": volunteering },
     ]);
-    let gateway = tokio::task::spawn_blocking(move || start_gateway(subgraphs))
+    let gateway = tokio::task::spawn_blocking(move || start_gateway(&dir, subgraphs))
         .await
         .unwrap();
     let ask = |query: &'static str| {
         let http = app.http.clone();
-        let url = gateway.url.clone();
+        let url = gateway.announced.clone();
         async move {
             let res = http
                 .post(&url)

@@ -1,6 +1,8 @@
 //! The audit log: one row per authenticated request, saying who (client, partner), when, which
-//! operation, and which partners' records the response carried. Append-only: the application
-//! only ever inserts and selects; it is readable with the `admin` scope.
+//! operation, and which partners' records the response carried; and one per call to the OAuth
+//! endpoints (token, introspection, revocation: which client asked and how it ended, never a
+//! secret or a token). Append-only: the application only ever inserts and selects; it is
+//! readable with the `admin` scope.
 
 use std::collections::BTreeSet;
 

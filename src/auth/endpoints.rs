@@ -4,7 +4,7 @@
 //! Errors here use the OAuth2 shape (`{"error": "...", "error_description": "..."}`, RFC 6749
 //! §5.2), which OAuth2 client libraries parse; `error` is the stable code.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::audit;
 use super::clients::{self, Client};
 use super::tokens::{self, Claims};
 use super::{parse_scopes, ADMIN, ALL_SCOPES};
@@ -121,12 +122,73 @@ fn decode_component(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// One call to an OAuth endpoint, for the audit log: who asked (the client id claimed, then the
+/// client authenticated), what it concerned and how it ended. Never a secret or a token.
+struct AuditNote {
+    operation: &'static str,
+    client_id: Option<String>,
+    partner: Option<String>,
+    /// The partners whose data the answer carried (introspection of an active token).
+    partners: BTreeSet<String>,
+}
+
+impl AuditNote {
+    fn new(operation: &'static str) -> Self {
+        AuditNote {
+            operation,
+            client_id: None,
+            partner: None,
+            partners: BTreeSet::new(),
+        }
+    }
+
+    /// A client id as claimed by the caller: kept when it looks like an id, so no pasted
+    /// secret or other free text reaches the log.
+    fn claimed(&mut self, id: &str) {
+        let plausible = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        self.client_id = Some(if plausible { id } else { "(malformed)" }.to_owned());
+    }
+
+    fn authenticated(&mut self, client: &Client) {
+        self.client_id = Some(client.id.clone());
+        self.partner = Some(client.partner.clone());
+    }
+
+    /// Appends the entry; when that fails the call fails (nothing is answered unaudited).
+    async fn record<T>(
+        self,
+        app: &App,
+        result: Result<T, OAuthError>,
+        outcome: impl FnOnce(&T) -> String,
+    ) -> Result<T, OAuthError> {
+        let outcome = match &result {
+            Ok(v) => outcome(v),
+            Err(e) => format!("refused: {}", e.error),
+        };
+        let viewer = crate::domain::Viewer {
+            client_id: self.client_id,
+            partner: self.partner,
+            ..crate::domain::Viewer::anonymous()
+        };
+        let (operation, partners) = (self.operation, self.partners);
+        app.store
+            .run(move |conn| audit::record(conn, &viewer, operation, &partners, &outcome))
+            .await?;
+        result
+    }
+}
+
 /// Authenticates the calling client by `client_secret_basic` or `client_secret_post`
 /// (RFC 6749 §2.3.1; using both at once is refused).
 async fn client(
     app: &App,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
+    note: &mut AuditNote,
 ) -> Result<Client, OAuthError> {
     let basic = match headers.get(header::AUTHORIZATION) {
         None => None,
@@ -177,7 +239,10 @@ async fn client(
                 "use one client authentication method, not two",
             ))
         }
-        (Some(pair), None) | (None, Some(pair)) => pair,
+        (Some(pair), None) | (None, Some(pair)) => {
+            note.claimed(&pair.0);
+            pair
+        }
         (None, None) => {
             return Err(OAuthError::new(
                 StatusCode::UNAUTHORIZED,
@@ -190,6 +255,9 @@ async fn client(
         .store
         .run(move |conn| clients::authenticate(conn, &id, &secret))
         .await?;
+    if let Some(client) = &found {
+        note.authenticated(client);
+    }
     found.ok_or(OAuthError {
         basic_challenge: used_basic,
         ..OAuthError::new(
@@ -201,16 +269,29 @@ async fn client(
 }
 
 /// `POST /oauth/token`: the client credentials grant.
+/// Audited: issued (with the scopes granted) or refused (with the error code).
 pub async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    match issue(&app, &headers, &body).await {
+    let mut note = AuditNote::new("POST /oauth/token");
+    let result = issue(&app, &headers, &body, &mut note).await;
+    let result = note
+        .record(&app, result, |v| {
+            format!("issued: {}", v["scope"].as_str().unwrap_or_default())
+        })
+        .await;
+    match result {
         Ok(v) => (StatusCode::OK, no_store(), axum::Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn issue(app: &App, headers: &HeaderMap, body: &Bytes) -> Result<Value, OAuthError> {
+async fn issue(
+    app: &App,
+    headers: &HeaderMap,
+    body: &Bytes,
+    note: &mut AuditNote,
+) -> Result<Value, OAuthError> {
     let params = form(headers, body)?;
-    let client = client(app, headers, &params).await?;
+    let client = client(app, headers, &params, note).await?;
     match params.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(other) => {
@@ -301,16 +382,20 @@ async fn readable_claims(
 
 /// `POST /oauth/introspect` (RFC 7662): any authenticated client may introspect its own
 /// tokens; an `admin` client may introspect every token. Anything else is `active: false`.
+/// Audited: which client asked, and the token's partner when the answer is active.
 pub async fn introspect(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut note = AuditNote::new("POST /oauth/introspect");
     let result = async {
         let params = form(&headers, &body)?;
-        let caller = client(&app, &headers, &params).await?;
+        let caller = client(&app, &headers, &params, &mut note).await?;
         let token = params
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
         Ok::<_, OAuthError>(match readable_claims(&app, &caller, token).await? {
             None => json!({ "active": false }),
-            Some(c) => json!({
+            Some(c) => {
+                note.partners.insert(c.partner.clone());
+                json!({
                 "active": true,
                 "token_type": "Bearer",
                 "scope": c.scope,
@@ -323,10 +408,21 @@ pub async fn introspect(State(app): State<App>, headers: HeaderMap, body: Bytes)
                 "nbf": c.nbf,
                 "jti": c.jti,
                 "partner": c.partner,
-            }),
+                })
+            }
         })
     }
     .await;
+    let result = note
+        .record(&app, result, |v| {
+            if v["active"] == true {
+                "active"
+            } else {
+                "inactive"
+            }
+            .to_owned()
+        })
+        .await;
     match result {
         Ok(v) => (StatusCode::OK, no_store(), axum::Json(v)).into_response(),
         Err(e) => e.into_response(),
@@ -334,11 +430,13 @@ pub async fn introspect(State(app): State<App>, headers: HeaderMap, body: Bytes)
 }
 
 /// `POST /oauth/revoke` (RFC 7009): a client revokes one of its own access tokens. Unknown,
-/// invalid or foreign tokens are answered 200 as the RFC asks, and left alone.
+/// invalid or foreign tokens are answered 200 as the RFC asks, and left alone. Audited: which
+/// client asked, and whether a token was revoked.
 pub async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut note = AuditNote::new("POST /oauth/revoke");
     let result = async {
         let params = form(&headers, &body)?;
-        let caller = client(&app, &headers, &params).await?;
+        let caller = client(&app, &headers, &params, &mut note).await?;
         let token = params
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
@@ -347,13 +445,19 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
                 app.store
                     .run(move |conn| tokens::revoke(conn, &claims))
                     .await?;
+                return Ok(true);
             }
         }
-        Ok::<_, OAuthError>(())
+        Ok::<_, OAuthError>(false)
     }
     .await;
+    let result = note
+        .record(&app, result, |revoked| {
+            if *revoked { "revoked" } else { "ignored" }.to_owned()
+        })
+        .await;
     match result {
-        Ok(()) => (StatusCode::OK, no_store()).into_response(),
+        Ok(_) => (StatusCode::OK, no_store()).into_response(),
         Err(e) => e.into_response(),
     }
 }

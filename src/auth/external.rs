@@ -61,6 +61,30 @@ type IntrospectionClient = oauth2::Client<
     oauth2::EndpointNotSet,
 >;
 
+/// A JWK set, keeping the keys `jsonwebtoken` can read and skipping the others (an encryption
+/// key, a curve or an `alg` name it does not know), so one such key does not hide the rest.
+/// `None` when the document has no `keys` list.
+pub fn parse_jwks(document: Value) -> Option<JwkSet> {
+    let Value::Object(mut document) = document else {
+        return None;
+    };
+    let Some(Value::Array(keys)) = document.remove("keys") else {
+        return None;
+    };
+    let total = keys.len();
+    let keys: Vec<_> = keys
+        .into_iter()
+        .filter_map(|k| serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k).ok())
+        .collect();
+    if keys.len() < total {
+        tracing::debug!(
+            skipped = total - keys.len(),
+            "JWKS keys of unsupported types were skipped"
+        );
+    }
+    Some(JwkSet { keys })
+}
+
 pub struct ExternalVerifier {
     http: reqwest::Client,
     url: String,
@@ -68,8 +92,9 @@ pub struct ExternalVerifier {
     audience: String,
     jwt: bool,
     introspection: Option<IntrospectionClient>,
-    /// Introspection results by token digest, each kept no longer than its token lives.
-    introspected: moka::future::Cache<String, (ExternalIdentity, i64)>,
+    /// Introspection results by token digest, each kept no longer than its token lives nor
+    /// `external_introspection_cache_secs`; `None` when that is 0.
+    introspected: Option<moka::future::Cache<String, (ExternalIdentity, i64)>>,
     partner_claim: String,
     scope_claim: String,
     jwks: moka::future::Cache<(), Arc<JwkSet>>,
@@ -114,10 +139,14 @@ impl ExternalVerifier {
             audience: audience.unwrap_or_default(),
             jwt,
             introspection,
-            introspected: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(config.external_jwks_cache_secs.max(1)))
-                .build(),
+            introspected: (config.external_introspection_cache_secs > 0).then(|| {
+                moka::future::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(
+                        config.external_introspection_cache_secs,
+                    ))
+                    .build()
+            }),
             partner_claim: config.external_partner_claim.clone(),
             scope_claim: config.external_scope_claim.clone(),
             jwks: moka::future::Cache::builder()
@@ -134,7 +163,7 @@ impl ExternalVerifier {
             tracing::warn!(error = %e, url = %self.url, "cannot fetch the identity provider's JWKS");
             Error::Unavailable("the identity provider's keys cannot be fetched".into())
         };
-        let set: JwkSet = self
+        let document: Value = self
             .http
             .get(&self.url)
             .send()
@@ -144,6 +173,12 @@ impl ExternalVerifier {
             .json()
             .await
             .map_err(unavailable)?;
+        let Some(set) = parse_jwks(document) else {
+            tracing::warn!(url = %self.url, "the identity provider's JWKS is not a JWK set");
+            return Err(Error::Unavailable(
+                "the identity provider's keys cannot be read".into(),
+            ));
+        };
         let set = Arc::new(set);
         self.jwks.insert((), set.clone()).await;
         Ok(set)
@@ -197,8 +232,9 @@ impl ExternalVerifier {
         }
     }
 
-    /// RFC 7662 introspection with the `oauth2` crate; active results cached until the token's
-    /// `exp` at the latest (and never when it has none).
+    /// RFC 7662 introspection with the `oauth2` crate; active results cached for
+    /// `external_introspection_cache_secs`, and until the token's `exp` at the latest (never when
+    /// it has none), so a revocation at the provider takes effect here within that bound.
     async fn introspect(
         &self,
         client: &IntrospectionClient,
@@ -208,11 +244,13 @@ impl ExternalVerifier {
         use sha2::Digest;
         let now = super::unix_now();
         let digest = format!("{:x}", sha2::Sha256::digest(token.as_bytes()));
-        if let Some((identity, exp)) = self.introspected.get(&digest).await {
-            if exp > now {
-                return Ok(Ok(identity));
+        if let Some(cache) = &self.introspected {
+            if let Some((identity, exp)) = cache.get(&digest).await {
+                if exp > now {
+                    return Ok(Ok(identity));
+                }
+                cache.invalidate(&digest).await;
             }
-            self.introspected.invalidate(&digest).await;
         }
         let access = oauth2::AccessToken::new(token.to_owned());
         let response = client
@@ -225,6 +263,18 @@ impl ExternalVerifier {
             })?;
         if !response.active() {
             return Ok(Err(Rejection::Revoked));
+        }
+        // An introspection answer says who the token is for, like a JWT's claims: a token the
+        // provider issued for another resource server is refused here too.
+        if !self.audience.is_empty()
+            && !response
+                .aud()
+                .is_some_and(|aud| aud.contains(&self.audience))
+        {
+            return Ok(Err(Rejection::Audience));
+        }
+        if !self.issuer.is_empty() && response.iss().is_some_and(|iss| iss != self.issuer) {
+            return Ok(Err(Rejection::Issuer));
         }
         let exp = response.exp().map(|d| d.timestamp());
         if exp.is_some_and(|e| e <= now) {
@@ -242,10 +292,8 @@ impl ExternalVerifier {
             "sub" => sub.clone(),
             other => extra.get(other).and_then(|v| v.as_str()).map(str::to_owned),
         });
-        if let Some(exp) = exp {
-            self.introspected
-                .insert(digest, (identity.clone(), exp))
-                .await;
+        if let (Some(exp), Some(cache)) = (exp, &self.introspected) {
+            cache.insert(digest, (identity.clone(), exp)).await;
         }
         Ok(Ok(identity))
     }
@@ -301,5 +349,33 @@ impl ExternalVerifier {
         };
         let text = |name: &str| claims[name].as_str().map(str::to_owned);
         Ok(Ok(self.identity(scopes, text)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_jwks_with_keys_jsonwebtoken_cannot_read_keeps_the_others() {
+        let ed = json!({ "kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "alg": "EdDSA", "use": "sig",
+            "x": "5vYhWe3Nm9s9T9OZE4o6hkkov0-N9lALgMbT1qbLX7M" });
+        let document = json!({ "keys": [
+            // The fully specified algorithm name of RFC 9864, a P-521 key and an unknown type.
+            { "kty": "OKP", "crv": "Ed25519", "kid": "new-alg", "alg": "Ed25519",
+              "x": "5vYhWe3Nm9s9T9OZE4o6hkkov0-N9lALgMbT1qbLX7M" },
+            { "kty": "EC", "crv": "P-521", "kid": "p521", "alg": "ES512", "x": "AA", "y": "AA" },
+            { "kty": "PQC", "kid": "future" },
+            ed,
+        ]});
+        // `jsonwebtoken` alone refuses the whole set.
+        assert!(serde_json::from_value::<JwkSet>(document.clone()).is_err());
+        let set = parse_jwks(document).unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert!(set.find("ed-1").is_some());
+        assert!(DecodingKey::from_jwk(set.find("ed-1").unwrap()).is_ok());
+        assert!(parse_jwks(json!({ "keys": "none" })).is_none());
+        assert!(parse_jwks(json!([])).is_none());
     }
 }

@@ -5,6 +5,11 @@
 //! transaction; a retired key stays published in the JWKS (and accepted) until every token it
 //! signed has expired, so rotation needs no downtime. Each replica caches the key set for
 //! `key_cache_secs` and reloads it early when a token names a `kid` it does not know.
+//!
+//! With `key_encryption_key` set, private keys are stored AES-256-GCM-encrypted
+//! (`enc:v1:` + base64 of nonce, ciphertext and tag, with the `kid` as associated data, so a
+//! sealed key cannot be moved to another row). Plaintext keys from before still load, and are
+//! sealed at start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,8 +29,116 @@ use crate::storage::schema::signing_keys;
 use crate::storage::{AnyConnection, Store};
 
 const ALGORITHM: &str = "EdDSA";
+/// The prefix of an encrypted private key (never the start of base64 text).
+const SEALED: &str = "enc:v1:";
+const NONCE_LEN: usize = 12;
 /// An unknown `kid` reloads the key table at most this often.
 const MIN_RELOAD: Duration = Duration::from_secs(1);
+
+/// Encrypts private keys at rest when a key encryption key is configured. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct KeyCipher {
+    key: Option<Arc<ring::aead::LessSafeKey>>,
+}
+
+impl KeyCipher {
+    /// From a raw 32-byte key; `None` stores keys in plaintext.
+    pub fn new(key: Option<&[u8]>) -> Result<Self> {
+        let Some(key) = key else {
+            return Ok(KeyCipher::default());
+        };
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key)
+            .map_err(|_| Error::internal(anyhow::anyhow!("key_encryption_key must be 32 bytes")))?;
+        Ok(KeyCipher {
+            key: Some(Arc::new(ring::aead::LessSafeKey::new(unbound))),
+        })
+    }
+
+    /// From `key_encryption_key` (base64, checked when the configuration was loaded).
+    pub fn from_config(config: &crate::config::Config) -> Result<Self> {
+        match &config.key_encryption_key {
+            None => Self::new(None),
+            Some(secret) => {
+                let raw = STANDARD.decode(secret.0.trim()).map_err(|_| {
+                    Error::internal(anyhow::anyhow!("key_encryption_key is not base64"))
+                })?;
+                Self::new(Some(&raw))
+            }
+        }
+    }
+
+    pub fn encrypts(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The stored form of `kid`'s private key: sealed when a key is configured.
+    pub fn seal(&self, kid: &str, plaintext: &str) -> Result<String> {
+        let Some(key) = &self.key else {
+            return Ok(plaintext.to_owned());
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| Error::internal(anyhow::anyhow!("no randomness for a nonce")))?;
+        let mut sealed = plaintext.as_bytes().to_vec();
+        key.seal_in_place_append_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::from(kid.as_bytes()),
+            &mut sealed,
+        )
+        .map_err(|_| Error::internal(anyhow::anyhow!("cannot encrypt a signing key")))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("{SEALED}{}", STANDARD.encode(out)))
+    }
+
+    /// The plaintext of a stored private key (one stored in plaintext is returned as it is).
+    pub fn open(&self, kid: &str, stored: &str) -> Result<String> {
+        let Some(encoded) = stored.strip_prefix(SEALED) else {
+            return Ok(stored.to_owned());
+        };
+        let unreadable = || Error::SigningKeyUnreadable(kid.to_owned());
+        let key = self.key.as_ref().ok_or_else(unreadable)?;
+        let mut bytes = STANDARD.decode(encoded).map_err(|_| unreadable())?;
+        if bytes.len() < NONCE_LEN {
+            return Err(unreadable());
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&bytes[..NONCE_LEN]);
+        let plain = key
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(kid.as_bytes()),
+                &mut bytes[NONCE_LEN..],
+            )
+            .map_err(|_| unreadable())?;
+        String::from_utf8(plain.to_vec()).map_err(|_| unreadable())
+    }
+}
+
+/// Encrypts the private keys still stored in plaintext, when a key is configured. Returns how
+/// many it sealed.
+pub fn seal_plaintext_keys(conn: &mut AnyConnection, cipher: &KeyCipher) -> Result<usize> {
+    if !cipher.encrypts() {
+        return Ok(0);
+    }
+    conn.transaction(|conn| {
+        let rows: Vec<(String, String)> = signing_keys::table
+            .select((signing_keys::kid, signing_keys::private_key))
+            .load(conn)?;
+        let mut sealed = 0;
+        for (kid, private) in rows {
+            if private.starts_with(SEALED) {
+                continue;
+            }
+            let stored = cipher.seal(&kid, &private)?;
+            diesel::update(signing_keys::table.filter(signing_keys::kid.eq(&kid)))
+                .set(signing_keys::private_key.eq(stored))
+                .execute(conn)?;
+            sealed += 1;
+        }
+        Ok(sealed)
+    })
+}
 
 /// One loaded key set.
 pub struct KeySet {
@@ -45,6 +158,7 @@ impl KeySet {
 #[derive(Clone)]
 pub struct KeyRing {
     store: Store,
+    cipher: KeyCipher,
     /// How long a retired key stays published: token lifetime plus cache lifetime.
     keep_retired_secs: i64,
     refresh: Duration,
@@ -71,8 +185,9 @@ fn generate() -> Result<(String, String, String)> {
     Ok((kid, STANDARD.encode(pkcs8.as_ref()), public))
 }
 
-fn insert_key(conn: &mut AnyConnection, now: i64) -> Result<String> {
+fn insert_key(conn: &mut AnyConnection, cipher: &KeyCipher, now: i64) -> Result<String> {
     let (kid, private, public) = generate()?;
+    let private = cipher.seal(&kid, &private)?;
     diesel::insert_into(signing_keys::table)
         .values((
             signing_keys::kid.eq(&kid),
@@ -86,18 +201,18 @@ fn insert_key(conn: &mut AnyConnection, now: i64) -> Result<String> {
 }
 
 /// Adds a new signing key and retires the others, atomically. Returns the new `kid`.
-pub fn rotate(conn: &mut AnyConnection) -> Result<String> {
+pub fn rotate(conn: &mut AnyConnection, cipher: &KeyCipher) -> Result<String> {
     let now = unix_now();
     conn.transaction(|conn| {
         diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
             .set(signing_keys::retired_at.eq(now))
             .execute(conn)?;
-        insert_key(conn, now)
+        insert_key(conn, cipher, now)
     })
 }
 
 /// Creates a signing key when none is active (first start). Returns whether it did.
-pub fn ensure_signing_key(conn: &mut AnyConnection) -> Result<bool> {
+pub fn ensure_signing_key(conn: &mut AnyConnection, cipher: &KeyCipher) -> Result<bool> {
     conn.transaction(|conn| {
         let active: i64 = signing_keys::table
             .filter(signing_keys::retired_at.is_null())
@@ -106,7 +221,7 @@ pub fn ensure_signing_key(conn: &mut AnyConnection) -> Result<bool> {
         if active > 0 {
             return Ok(false);
         }
-        insert_key(conn, unix_now())?;
+        insert_key(conn, cipher, unix_now())?;
         Ok(true)
     })
 }
@@ -124,15 +239,22 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<(String, i64, Option<i64>)>>
 }
 
 impl KeyRing {
-    pub fn new(store: Store, token_ttl_secs: u64, key_cache_secs: u64) -> Self {
+    pub fn new(store: Store, cipher: KeyCipher, token_ttl_secs: u64, key_cache_secs: u64) -> Self {
         let ttl = i64::try_from(token_ttl_secs).unwrap_or(i64::MAX / 4);
         let cache = i64::try_from(key_cache_secs).unwrap_or(i64::MAX / 4);
         KeyRing {
             store,
+            cipher,
             keep_retired_secs: ttl.saturating_add(cache),
             refresh: Duration::from_secs(key_cache_secs),
             cache: Arc::new(RwLock::new(None)),
         }
+    }
+
+    /// Adds a new signing key and retires the others (see [`rotate`]); reload to use it here.
+    pub async fn rotate(&self) -> Result<String> {
+        let cipher = self.cipher.clone();
+        self.store.run(move |conn| rotate(conn, &cipher)).await
     }
 
     /// The key set, reloaded when older than `key_cache_secs`.
@@ -208,7 +330,8 @@ impl KeyRing {
                 Error::internal(anyhow::anyhow!("key {} is unreadable: {e}", row.kid))
             })?;
             if set.signing.is_none() && row.retired_at.is_none() {
-                let der = STANDARD.decode(&row.private_key).map_err(|e| {
+                let private = self.cipher.open(&row.kid, &row.private_key)?;
+                let der = STANDARD.decode(&private).map_err(|e| {
                     Error::internal(anyhow::anyhow!("key {} is unreadable: {e}", row.kid))
                 })?;
                 set.signing = Some((row.kid.clone(), EncodingKey::from_ed_der(&der)));
@@ -226,5 +349,36 @@ impl KeyRing {
         let set = Arc::new(set);
         *self.cache.write().await = Some(set.clone());
         Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_their_key_and_kid() {
+        let cipher = KeyCipher::new(Some(&[7u8; 32])).unwrap();
+        let sealed = cipher.seal("k1", "MFMCAQEwBQYDK2VwBCIEI").unwrap();
+        assert!(sealed.starts_with(SEALED));
+        assert!(!sealed.contains("MFMCAQEw"));
+        assert_eq!(cipher.open("k1", &sealed).unwrap(), "MFMCAQEwBQYDK2VwBCIEI");
+        // Two seals of one key differ (fresh nonces).
+        assert_ne!(sealed, cipher.seal("k1", "MFMCAQEwBQYDK2VwBCIEI").unwrap());
+        let code = |r: Result<String>| r.unwrap_err().code();
+        assert_eq!(code(cipher.open("k2", &sealed)), "SIGNING_KEY_UNREADABLE");
+        let other = KeyCipher::new(Some(&[8u8; 32])).unwrap();
+        assert_eq!(code(other.open("k1", &sealed)), "SIGNING_KEY_UNREADABLE");
+        assert_eq!(
+            code(KeyCipher::default().open("k1", &sealed)),
+            "SIGNING_KEY_UNREADABLE"
+        );
+        assert_eq!(
+            code(cipher.open("k1", "enc:v1:AAAA")),
+            "SIGNING_KEY_UNREADABLE"
+        );
+        // Plaintext keys from before still load, with or without a cipher.
+        assert_eq!(cipher.open("k1", "MFMCAQEw").unwrap(), "MFMCAQEw");
+        assert!(KeyCipher::new(Some(&[1u8; 16])).is_err());
     }
 }

@@ -59,7 +59,7 @@ impl Rejection {
     pub fn description(self) -> &'static str {
         match self {
             Rejection::Malformed => "the token is not a well-formed JWT",
-            Rejection::Algorithm => "the token is not signed with EdDSA",
+            Rejection::Algorithm => "the token's signing algorithm is not accepted",
             Rejection::UnknownKey => "the token's signing key (kid) is unknown",
             Rejection::Signature => "the token's signature is invalid",
             Rejection::Expired => "the token has expired",

@@ -5,19 +5,23 @@ use async_graphql::{Context, Object, SimpleObject};
 use super::context::request;
 use crate::auth::{audit, ADMIN};
 
-/// One authenticated request, as recorded.
+/// One authenticated GraphQL request, or one call to an OAuth endpoint, as recorded.
 #[derive(SimpleObject)]
 pub struct AuditEntry {
     /// When the request was answered (RFC 3339).
     pub at: String,
+    /// The client; for a refused OAuth call, the client id it claimed (if it looked like one).
     pub client_id: Option<String>,
     /// The partner the client acts for.
     pub partner: Option<String>,
-    /// The operation name, or the start of the document when it has none.
+    /// The operation name, or the start of the document when it has none; for the OAuth
+    /// endpoints `POST /oauth/token`, `POST /oauth/introspect` or `POST /oauth/revoke`.
     pub operation: String,
     /// The partners whose records the response carried.
     pub returned_partners: Vec<String>,
-    /// `ok`, or `errors` when the response carried errors.
+    /// `ok`, or `errors` when the response carried errors. For the OAuth endpoints:
+    /// `issued: SCOPES`, `active`, `inactive`, `revoked`, `ignored` (a token the caller may not
+    /// revoke), or `refused: ERROR` with the RFC 6749 error code.
     pub outcome: String,
 }
 
@@ -26,7 +30,8 @@ pub struct AuditQueries;
 
 #[Object]
 impl AuditQueries {
-    /// The latest authenticated requests, newest first. Needs the `admin` scope.
+    /// The latest authenticated requests and OAuth endpoint calls, newest first. Needs the
+    /// `admin` scope.
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
