@@ -177,7 +177,54 @@ async fn authenticated_requests_are_audited_and_admin_reads_them(app: TestApp) {
         .contains("auditLog"));
 }
 
+/// Audit entries are written by one task in batches (group commit): a burst of concurrent
+/// answers is audited in full, one entry each, none lost or merged.
+async fn a_burst_of_answers_is_audited_in_full(app: TestApp) {
+    app.seed().await;
+    let reader = app.token("caravan", "read").await;
+    let admin = app.token("anvita", "admin").await;
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (http, url, token) = (app.http.clone(), app.url("/graphql"), reader.clone());
+        burst.spawn(async move {
+            let query = format!("query Burst{i} {{ actors(first: 1) {{ totalCount }} }}");
+            let res = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "query": query }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        });
+    }
+    while let Some(done) = burst.join_next().await {
+        done.unwrap();
+    }
+    let data = app
+        .data_as(
+            &admin,
+            "{ auditLog(last: 100) { operation clientId outcome } }",
+            json!({}),
+        )
+        .await;
+    let mut burst: Vec<String> = data["auditLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"].as_str().unwrap().starts_with("Burst"))
+        .map(|e| {
+            assert_eq!(e["outcome"], "ok");
+            e["operation"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    burst.sort();
+    burst.dedup();
+    assert_eq!(burst.len(), 40, "{data}");
+}
+
 backend_tests!(
     sensitive_fields_need_read_sensitive,
     authenticated_requests_are_audited_and_admin_reads_them,
+    a_burst_of_answers_is_audited_in_full,
 );
