@@ -1,85 +1,149 @@
 #!/usr/bin/env bash
-# Load benchmark: Passerelle (release build, PostgreSQL) under fixed rates and at saturation,
-# PostGraphile beside it on the same data, and how latency and SQL statements per request grow
-# with page size. Writes deploy/bench/results/{results.jsonl,report.md,latency.svg}.
+# Load benchmark: Passerelle (release build, PostgreSQL, authentication on: every request carries
+# a bearer token, taken in turn from a set of freshly minted tokens) under fixed rates and at
+# saturation, PostGraphile beside it on the same data, and how latency and SQL statements per
+# request grow with page size and with data scale. Writes deploy/bench/results/{results.jsonl,
+# report.md,latency.svg}.
 #
-#   bash deploy/bench/run.sh                 # scale 0.01 (1 partner, 1k actions, 10k outcomes)
-#   SCALE=1 DURATION=20 bash deploy/bench/run.sh
+#   bash deploy/bench/run.sh                       # the defaults below, about 15 minutes
+#   SCALE=0.01 SCALES=0.01 DURATION=5 bash deploy/bench/run.sh   # a quick look
 #
-# Needs PostgreSQL on 127.0.0.1:5432 (trust auth for postgres) and, for the peer, node + npm.
+# Scenarios: (a) a partner dashboard (a page of actions with outcomes and partners), (b) a
+# researcher aggregate, (c) a mobile persisted query sent by hash (GET, APQ), (d) `{ __typename }`
+# as the floor. Needs PostgreSQL on 127.0.0.1:5432 (trust auth for postgres) and, for the peer,
+# node + npm.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SCALE="${SCALE:-0.01}"
+SCALE="${SCALE:-0.1}"              # main runs: 10 partners, 10k actions, 100k outcomes
+SCALES="${SCALES:-0.01 0.1 1}"     # data-scale sweep: 1k to 100k actions, 10k to 1M outcomes
 DURATION="${DURATION:-10}"
-RATES="${RATES:-250 500 1000}"
+RATES="${RATES:-100 200 400 800}"  # fixed rates for the dashboard, Passerelle and peer
+FLOOR_RATES="${FLOOR_RATES:-1000 2000}"
+TOKENS="${TOKENS:-256}"
 PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="passerelle_bench"
-PG_URL="postgres://postgres@127.0.0.1:5432/$DB"
+# No TLS on loopback, for Passerelle and the peer alike.
+PG_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
 PORT=18090
 PEER_PORT=18091
+TARGET="${CARGO_TARGET_DIR:-target}"
 OUT=deploy/bench/results
+WORK=$(mktemp -d)
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
 
 log() { printf '==> %s\n' "$*" >&2; }
-cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; [ -n "${PEER:-}" ] && kill "$PEER" 2>/dev/null; true; }
+stop_server() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null; SERVER=; true; }
+cleanup() { stop_server; [ -n "${PEER:-}" ] && kill "$PEER" 2>/dev/null; rm -rf "$WORK"; true; }
 trap cleanup EXIT
 
 log "building (release)"
-cargo build --release --quiet
-cargo bench --bench load --no-run --quiet 2>/dev/null
-LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
+cargo build --release --locked --quiet --bin passerelle
+cargo bench --locked --bench load --no-run --quiet 2>/dev/null
+LOAD=$(ls -t "$TARGET"/release/deps/load-* | grep -v '\.d$' | head -1)
+BIN="$TARGET/release/passerelle"
 
-log "database $DB at scale $SCALE"
-psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-DATABASE_URL="$PG_URL" target/release/passerelle seed --synthetic --scale "$SCALE" >&2
-DATABASE_URL="$PG_URL" target/release/passerelle seed >&2
-psql -q "$PG_URL" -c "ANALYZE" >/dev/null
+seed() { # $1 = scale
+  log "database $DB at scale $1"
+  psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  DATABASE_URL="$PG_URL" "$BIN" seed --synthetic --scale "$1" >&2
+  DATABASE_URL="$PG_URL" "$BIN" seed >&2
+  psql -q "$PG_URL" -c "ANALYZE" >/dev/null
+}
 
-log "starting Passerelle on :$PORT"
-# The load comes from one address: rate limits off, the response cache off so every request
-# runs its queries (a cached answer would measure the cache, not the hub).
-cat > "$OUT/bench.toml" <<TOML
-response_cache_entries = 0
-[rate_limit]
-enabled = false
-TOML
-DATABASE_URL="$PG_URL" PASSERELLE_LISTEN="127.0.0.1:$PORT" PASSERELLE_LOG_LEVEL=warn \
-  PASSERELLE_DB_MAX_CONNECTIONS=16 target/release/passerelle --config "$OUT/bench.toml" serve >/dev/null 2>&1 &
-SERVER=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+# $1 = "raw" (response cache off: every request runs its queries) or "default" (as shipped).
+start_server() {
+  stop_server
+  # The load comes from one address: rate limits off. Admission control as shipped.
+  { echo "[rate_limit]"; echo "enabled = false"; } > "$WORK/bench.toml"
+  [ "$1" = raw ] && sed -i '1i response_cache_entries = 0' "$WORK/bench.toml"
+  DATABASE_URL="$PG_URL" PASSERELLE_LISTEN="127.0.0.1:$PORT" PASSERELLE_LOG_LEVEL=warn \
+    PASSERELLE_DB_MAX_CONNECTIONS=16 "$BIN" --config "$WORK/bench.toml" serve >/dev/null 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return; sleep 0.1; done
+  log "the server did not start"; exit 1
+}
+
+# Mints $TOKENS access tokens for a new client of synthetic-0000 with scopes $2 into file $1.
+mint() {
+  local creds id secret
+  creds=$(DATABASE_URL="$PG_URL" "$BIN" client create --partner synthetic-0000 --scopes "$2")
+  id=$(awk '/^client_id:/ {print $2}' <<<"$creds")
+  secret=$(awk '/^client_secret:/ {print $2}' <<<"$creds")
+  : > "$1"
+  for _ in $(seq 1 "$TOKENS"); do
+    curl -sf -u "$id:$secret" -d grant_type=client_credentials "http://127.0.0.1:$PORT/oauth/token" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' >> "$1"
+  done
+}
 
 dashboard() { # $1 = page size
   printf '{"query":"query Dashboard($p: [String!]) { actions(first: %s, filter: { partners: $p }) { nodes { id title startsOn outcomes { indicator value unit } partners { role actor { name } } } pageInfo { hasNextPage endCursor } } }","variables":{"p":["synthetic-0000"]}}' "$1"
 }
+RESEARCH='{"query":"query Research { researchAggregate(by: PARTNER) { minCell cells { key suppressed records sum } total { suppressed records sum } } }"}'
 FLOOR='{"query":"{ __typename }"}'
 
 statements() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^passerelle_sql_statements_total/ {print $2}'; }
 
-run() { # label url body rate [extra args...]
-  local label=$1 url=$2 body=$3 rate=$4; shift 4
-  "$LOAD" --url "$url" --body "$body" --rate "$rate" --duration "$DURATION" --warmup 2 --pid "$SERVER" --label "$label" "$@" \
-    | tee -a "$OUT/results.jsonl" >&2
+run() { # label url body rate tokens-file [extra args...]
+  local label=$1 url=$2 body=$3 rate=$4 tokens=$5; shift 5
+  local auth=()
+  [ -n "$tokens" ] && auth=(--tokens-file "$tokens")
+  "$LOAD" --url "$url" --body "$body" --rate "$rate" --duration "$DURATION" --warmup 2 \
+    --pid "${MEASURED:-$SERVER}" --label "$label" "${auth[@]}" "$@" | tee -a "$OUT/results.jsonl" >&2
 }
 
-log "fixed rates"
-for rate in $RATES; do
-  run "floor@$rate" "http://127.0.0.1:$PORT/graphql" "$FLOOR" "$rate"
-  run "dashboard@$rate" "http://127.0.0.1:$PORT/graphql" "$(dashboard 20)" "$rate"
-done
+GQL="http://127.0.0.1:$PORT/graphql"
+seed "$SCALE"
+start_server raw
+log "minting $TOKENS tokens per scope set"
+mint "$WORK/read.tokens" "read"
+mint "$WORK/research.tokens" "research"
 
-log "saturation"
-run "floor@max" "http://127.0.0.1:$PORT/graphql" "$FLOOR" 0 --concurrency 32
-run "dashboard@max" "http://127.0.0.1:$PORT/graphql" "$(dashboard 20)" 0 --concurrency 32
+log "raw execution (response cache off)"
+for rate in $FLOOR_RATES; do run "floor@$rate" "$GQL" "$FLOOR" "$rate" "$WORK/read.tokens"; done
+run "floor@max" "$GQL" "$FLOOR" 0 "$WORK/read.tokens" --concurrency 32
+for rate in $RATES; do run "dashboard@$rate" "$GQL" "$(dashboard 20)" "$rate" "$WORK/read.tokens"; done
+run "dashboard@max" "$GQL" "$(dashboard 20)" 0 "$WORK/read.tokens" --concurrency 32
+run "research@max" "$GQL" "$RESEARCH" 0 "$WORK/research.tokens" --concurrency 32
 
 log "page size scaling (statements per request from /metrics)"
 for size in 1 10 50 100; do
   before=$(statements)
-  curl -s "http://127.0.0.1:$PORT/graphql" -H 'content-type: application/json' -d "$(dashboard "$size")" >/dev/null
+  curl -s "$GQL" -H 'content-type: application/json' -H "authorization: Bearer $(head -1 "$WORK/read.tokens")" \
+    -d "$(dashboard "$size")" >/dev/null
   after=$(statements)
   echo "{\"label\":\"statements@page$size\",\"statements\":$((after - before))}" | tee -a "$OUT/results.jsonl" >&2
-  run "dashboard-page$size@max" "http://127.0.0.1:$PORT/graphql" "$(dashboard "$size")" 0 --concurrency 16
+  run "dashboard-page$size@max" "$GQL" "$(dashboard "$size")" 0 "$WORK/read.tokens" --concurrency 16
 done
+
+log "as shipped (response cache on): the mobile persisted query by hash"
+start_server default
+QUERY=$(dashboard 20 | python3 -c 'import json,sys; print(json.load(sys.stdin)["query"])')
+HASH=$(printf '%s' "$QUERY" | sha256sum | cut -d' ' -f1)
+EXT="{\"persistedQuery\":{\"version\":1,\"sha256Hash\":\"$HASH\"}}"
+VARS='{"p":["synthetic-0000"]}'
+# Registered once with its text, as an Apollo client does after PERSISTED_QUERY_NOT_FOUND.
+python3 - "$QUERY" "$EXT" "$VARS" > "$WORK/register.json" <<'PY'
+import json, sys
+print(json.dumps({"query": sys.argv[1], "extensions": json.loads(sys.argv[2]), "variables": json.loads(sys.argv[3])}))
+PY
+curl -sf "$GQL" -H 'content-type: application/json' -H "authorization: Bearer $(head -1 "$WORK/read.tokens")" \
+  -d @"$WORK/register.json" >/dev/null
+APQ_URL="$GQL?$(python3 -c 'import sys, urllib.parse as u; print(u.urlencode({"operationName": "Dashboard", "variables": sys.argv[2], "extensions": sys.argv[1]}))' "$EXT" "$VARS")"
+FLOOR_HASH=$(printf '{ __typename }' | sha256sum | cut -d' ' -f1)
+FLOOR_EXT="{\"persistedQuery\":{\"version\":1,\"sha256Hash\":\"$FLOOR_HASH\"}}"
+curl -sf "$GQL" -H 'content-type: application/json' -d "{\"query\":\"{ __typename }\",\"extensions\":$FLOOR_EXT}" >/dev/null
+FLOOR_URL="$GQL?$(python3 -c 'import sys, urllib.parse as u; print(u.urlencode({"extensions": sys.argv[1]}))' "$FLOOR_EXT")"
+PREFLIGHT=(--method GET --header "apollo-require-preflight: true")
+for rate in $FLOOR_RATES; do
+  run "floor-get@$rate" "$FLOOR_URL" "" "$rate" "$WORK/read.tokens" "${PREFLIGHT[@]}"
+  run "apq-dashboard@$rate" "$APQ_URL" "" "$rate" "$WORK/read.tokens" "${PREFLIGHT[@]}"
+done
+run "floor-get@max" "$FLOOR_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PREFLIGHT[@]}"
+run "apq-dashboard@max" "$APQ_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PREFLIGHT[@]}"
+run "research-cached@max" "$GQL" "$RESEARCH" 0 "$WORK/research.tokens" --concurrency 32
+stop_server
 
 if command -v npm >/dev/null; then
   log "peer: PostGraphile on the same database"
@@ -88,13 +152,31 @@ if command -v npm >/dev/null; then
     --disable-query-log >/dev/null 2>&1 &
   PEER=$!
   for _ in $(seq 1 100); do curl -sf -o /dev/null -X POST "http://127.0.0.1:$PEER_PORT/graphql" -H 'content-type: application/json' -d '{"query":"{__typename}"}' && break; sleep 0.2; done
+  MEASURED=$(pgrep -P "$PEER" | head -1); MEASURED=${MEASURED:-$PEER}
   # The same dashboard: a page of the partner's public actions with outcomes and partners.
   PEER_Q='{"query":"query Dashboard($p: String!) { allActions(first: 20, orderBy: [TITLE_ASC, ID_ASC], condition: { ownerPartnerId: $p, visibility: \"public\" }) { nodes { id title startsOn outcomesByActionId { nodes { indicator value unit } } partnershipsByActionId { nodes { partnershipMembersByPartnershipId { nodes { role actorByActorId { name } } } } } } pageInfo { hasNextPage endCursor } } }","variables":{"p":"synthetic-0000"}}'
-  SERVER_SAVED=$SERVER; SERVER=$PEER
-  run "peer-dashboard@max" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" 0 --concurrency 32
-  for rate in $RATES; do run "peer-dashboard@$rate" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" "$rate"; done
-  SERVER=$SERVER_SAVED
+  run "peer-dashboard@max" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" 0 "" --concurrency 32
+  for rate in $RATES; do run "peer-dashboard@$rate" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" "$rate" ""; done
+  kill "$PEER" 2>/dev/null; PEER=; MEASURED=
 fi
+
+log "data scale sweep: $SCALES"
+for scale in $SCALES; do
+  seed "$scale"
+  start_server raw
+  mint "$WORK/read.tokens" "read"
+  before=$(statements)
+  curl -s "$GQL" -H 'content-type: application/json' -H "authorization: Bearer $(head -1 "$WORK/read.tokens")" \
+    -d "$(dashboard 20)" >/dev/null
+  after=$(statements)
+  actions=$(psql -tA "$PG_URL" -c "SELECT count(*) FROM actions")
+  outcomes=$(psql -tA "$PG_URL" -c "SELECT count(*) FROM outcomes")
+  echo "{\"label\":\"scale$scale\",\"scale\":$scale,\"actions\":$actions,\"outcomes\":$outcomes,\"statements\":$((after - before))}" | tee -a "$OUT/results.jsonl" >&2
+  run "dashboard-scale$scale@100" "$GQL" "$(dashboard 20)" 100 "$WORK/read.tokens"
+  run "dashboard-scale$scale@max" "$GQL" "$(dashboard 20)" 0 "$WORK/read.tokens" --concurrency 32
+  run "research-scale$scale@max" "$GQL" "$RESEARCH" 0 "$WORK/read.tokens" --concurrency 8
+done
+stop_server
 
 python3 deploy/bench/report.py "$OUT/results.jsonl" "$OUT"
 log "report: $OUT/report.md, plot: $OUT/latency.svg"
