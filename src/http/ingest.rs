@@ -1,5 +1,6 @@
-//! `POST /import` (a partner's NDJSON or CSV file, all-or-nothing) and `GET /export/{kind}`
-//! (what the caller may see, streamed as NDJSON or CSV).
+//! `POST /import` (a partner's NDJSON or CSV file, all-or-nothing), `GET /export/{kind}`
+//! (what the caller may see, streamed as NDJSON or CSV) and `GET /export/aggregates` (research
+//! aggregates, `research` scope).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -9,6 +10,7 @@ use serde::Deserialize;
 
 use super::viewer::viewer;
 use crate::app::{now, App};
+use crate::auth::RESEARCH;
 use crate::domain::Viewer;
 use crate::error::{Error, Result};
 use crate::export::{self, ExportFormat, ExportKind};
@@ -96,4 +98,66 @@ pub async fn export_handler(
     };
     export_as(&app, &viewer, &kind, params.format.as_deref())
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub struct AggregateParams {
+    /// Comma-separated dimensions; all of them when absent.
+    by: Option<String>,
+    unit: Option<String>,
+    format: Option<String>,
+}
+
+/// Streams research aggregates for `viewer`: 401 without a token, 403 without `research`.
+pub fn export_aggregates_as(
+    app: &App,
+    viewer: &Viewer,
+    by: Option<&str>,
+    unit: Option<&str>,
+    format: Option<&str>,
+) -> Result<Response> {
+    if *viewer == Viewer::anonymous() {
+        return Err(Error::Unauthenticated(
+            "research aggregates need an access token with the `research` scope".into(),
+        ));
+    }
+    viewer.require(RESEARCH, "research aggregates")?;
+    let dims = export::aggregates::parse_dimensions(by)?;
+    let format = ExportFormat::parse(format.unwrap_or("ndjson"))?;
+    let unit = unit
+        .filter(|u| !u.is_empty())
+        .unwrap_or(crate::domain::research::DEFAULT_UNIT)
+        .to_owned();
+    let body = Body::from_stream(export::aggregates::stream(
+        app.store.clone(),
+        dims,
+        unit,
+        app.config.research_min_cell,
+        format,
+    ));
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn export_aggregates_handler(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(params): Query<AggregateParams>,
+) -> Response {
+    let viewer = match viewer(&app, &headers).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    export_aggregates_as(
+        &app,
+        &viewer,
+        params.by.as_deref(),
+        params.unit.as_deref(),
+        params.format.as_deref(),
+    )
+    .unwrap_or_else(IntoResponse::into_response)
 }

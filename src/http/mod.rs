@@ -43,6 +43,7 @@ pub fn router(app: App) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/import", post(ingest::import_handler))
+        .route("/export/aggregates", get(ingest::export_aggregates_handler))
         .route("/export/{kind}", get(ingest::export_handler))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
