@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::auth::external::ExternalVerifier;
 use crate::auth::keys::{self, KeyRing};
 use crate::config::Config;
+use crate::connectors::{Scheduler, SyncStats};
 use crate::error::Result;
 use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
 use crate::http::cache::ResponseCache;
@@ -24,6 +25,8 @@ pub struct App {
     pub keys: KeyRing,
     /// In external mode, the identity provider's token verifier.
     pub external: Option<Arc<ExternalVerifier>>,
+    /// Outcomes of scheduled connector passes, for `/metrics`.
+    pub sync_stats: Arc<SyncStats>,
 }
 
 impl App {
@@ -55,7 +58,18 @@ impl App {
             schema,
             keys,
             external,
+            sync_stats: Arc::default(),
         })
+    }
+
+    /// Starts the connectors with an `interval_secs` on their schedule (what `serve` does);
+    /// stop them with `Scheduler::stop`.
+    pub fn schedule_connectors(&self) -> Scheduler {
+        Scheduler::start(
+            self.store.clone(),
+            &self.config.connectors,
+            self.sync_stats.clone(),
+        )
     }
 
     pub fn page_limits(&self) -> PageLimits {

@@ -243,7 +243,6 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 let report = seed::load_demo(&app.store, now()).await?;
                 tracing::info!(report = %describe(&report), "demo data loaded");
             }
-            crate::connectors::schedule(app.store.clone(), &app.config.connectors);
             let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
             let addr = listener.local_addr()?;
             println!("Passerelle is serving {database}");

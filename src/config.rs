@@ -171,9 +171,15 @@ pub struct ConnectorConfig {
     pub scopes: Vec<String>,
     #[serde(default = "default_connector_page")]
     pub page_size: u32,
-    /// Seconds between scheduled passes under `serve`; 0 runs it only from `passerelle sync`.
+    /// Seconds between scheduled passes under `serve`; 0 (the default) runs it only from
+    /// `passerelle sync`.
     #[serde(default)]
     pub interval_secs: u64,
+    /// How long a replica's lease on this connector lasts without a committed page; it must
+    /// outlast one page fetch with its retries. Replicas sharing a database never run the same
+    /// connector at once.
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
     /// Attempts per request before a pass gives up (transient errors only).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
@@ -187,6 +193,9 @@ pub struct ConnectorConfig {
 
 fn default_connector_page() -> u32 {
     100
+}
+fn default_lease() -> u64 {
+    300
 }
 fn default_attempts() -> u32 {
     4
@@ -439,9 +448,10 @@ impl Config {
             if !partners.insert(c.partner.as_str()) {
                 return bad(format!("two connectors for partner `{}`", c.partner));
             }
-            if c.page_size == 0 || c.page_size > 10_000 || c.max_attempts == 0 {
+            if c.page_size == 0 || c.page_size > 10_000 || c.max_attempts == 0 || c.lease_secs == 0
+            {
                 return bad(format!(
-                    "connector `{}`: page_size must be 1-10000 and max_attempts positive",
+                    "connector `{}`: page_size must be 1-10000, max_attempts and lease_secs positive",
                     c.partner
                 ));
             }

@@ -37,8 +37,9 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
     let body = format!(
         "# HELP passerelle_sql_statements_total SQL statements sent to the database.\n\
          # TYPE passerelle_sql_statements_total counter\n\
-         passerelle_sql_statements_total {}\n",
-        app.store.statements().get()
+         passerelle_sql_statements_total {}\n{}",
+        app.store.statements().get(),
+        app.sync_stats.render()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

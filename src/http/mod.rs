@@ -74,8 +74,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_app(app.clone(), router(app), listener, shutdown).await
+}
+
+/// Serves `router` (the app's, possibly wrapped in more layers) with the app's scheduled
+/// connectors running beside it; on shutdown, stops both.
+pub async fn serve_app(
+    app: App,
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
-    serve_router(router(app), grace, listener, shutdown).await
+    let scheduler = app.schedule_connectors();
+    if !scheduler.is_empty() {
+        tracing::info!(connectors = scheduler.len(), "connectors scheduled");
+    }
+    let served = serve_router(router, grace, listener, shutdown).await;
+    if tokio::time::timeout(grace.max(Duration::from_secs(1)), scheduler.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connector passes did not stop in time");
+    }
+    served
 }
 
 /// Serves `router` (the app's, possibly wrapped in more layers) until `shutdown` resolves, then
