@@ -44,8 +44,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info` or `passerelle=debug,info`.
     pub log_level: String,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (every route but `POST /import`).
     pub max_body_bytes: usize,
+    /// Largest file `POST /import` accepts, in bytes; it is streamed to a temporary file, never
+    /// held in memory. Beyond it: 413 `PAYLOAD_TOO_LARGE`, nothing written.
+    pub import_max_bytes: u64,
+    /// How long one `POST /import` (upload, checks and writes) may take, in seconds.
+    pub import_timeout_secs: u64,
     /// Page size when a client does not say `first`.
     pub default_page_size: usize,
     /// Largest `first` a client may ask for.
@@ -258,6 +263,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             max_body_bytes: 1024 * 1024,
+            import_max_bytes: 256 * 1024 * 1024,
+            import_timeout_secs: 600,
             default_page_size: 20,
             max_page_size: 100,
             max_query_depth: 12,
@@ -412,6 +419,11 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes must be at least 1024".into());
+        }
+        if self.import_max_bytes < 1024 || self.import_timeout_secs == 0 {
+            return bad(
+                "import_max_bytes must be at least 1024 and import_timeout_secs positive".into(),
+            );
         }
         if self.max_query_depth == 0 || self.max_query_complexity == 0 {
             return bad("max_query_depth and max_query_complexity must be positive".into());

@@ -61,6 +61,8 @@ pub enum Error {
     MethodNotAllowed(String),
     UnsupportedMediaType(String),
     NotAcceptable(String),
+    /// A request body larger than its endpoint accepts (e.g. `import_max_bytes`).
+    PayloadTooLarge(String),
     /// Anything the client cannot act on; the detail is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -107,6 +109,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Error::NotAcceptable(_) => "NOT_ACCEPTABLE",
+            Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Error::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -137,6 +140,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,6 +159,7 @@ impl Error {
                 | Error::MethodNotAllowed(_)
                 | Error::UnsupportedMediaType(_)
                 | Error::NotAcceptable(_)
+                | Error::PayloadTooLarge(_)
                 | Error::Unavailable(_)
                 | Error::Internal(_)
         )
@@ -180,7 +185,8 @@ impl Error {
             | Error::ValidationFailed(m)
             | Error::MethodNotAllowed(m)
             | Error::UnsupportedMediaType(m)
-            | Error::NotAcceptable(m) => m.clone(),
+            | Error::NotAcceptable(m)
+            | Error::PayloadTooLarge(m) => m.clone(),
             // The exact message Apollo clients match on.
             Error::PersistedQueryNotFound => "PersistedQueryNotFound".into(),
             Error::PersistedQueryHashMismatch => {

@@ -35,26 +35,40 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(app: App) -> Router {
     let body_limit = app.config.max_body_bytes;
     let timeout = Duration::from_secs(app.config.request_timeout_secs.max(1));
+    let import_timeout = Duration::from_secs(app.config.import_timeout_secs.max(1));
     let cors = cors::layer(&app.config);
-    Router::new()
+    let service_unavailable = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    let api = Router::new()
         .route("/graphql", get(graphql::handle).post(graphql::handle))
         .route("/graphiql", get(graphql::graphiql))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/import", post(ingest::import_handler))
         .route("/export/aggregates", get(ingest::export_aggregates_handler))
         .route("/export/{kind}", get(ingest::export_handler))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/.well-known/jwks.json", get(oauth::jwks))
-        .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
-        .fallback(health::not_found)
-        .with_state(app)
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TimeoutLayer::with_status_code(service_unavailable, timeout));
+    // Import files stream to disk under their own limits (`import_max_bytes`, checked by the
+    // handler, and `import_timeout_secs`), not the 1 MiB GraphQL body limit.
+    let import = Router::new()
+        .route("/import", post(ingest::import_handler))
+        .layer(DefaultBodyLimit::disable())
+        .layer(TimeoutLayer::with_status_code(
+            service_unavailable,
+            import_timeout,
+        ));
+    api.merge(import)
+        .fallback(health::not_found)
+        .with_state(app)
         .layer(CatchPanicLayer::custom(graphql::panic_response))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
