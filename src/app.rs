@@ -6,6 +6,7 @@ use crate::auth::audit::AuditWriter;
 use crate::auth::external::ExternalVerifier;
 use crate::auth::keys::{self, KeyRing};
 use crate::config::Config;
+use crate::connectors::{Scheduler, SyncStats};
 use crate::error::Result;
 use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
 use crate::http::admission::Admission;
@@ -30,6 +31,8 @@ pub struct App {
     pub keys: KeyRing,
     /// In external mode, the identity provider's token verifier.
     pub external: Option<Arc<ExternalVerifier>>,
+    /// Outcomes of scheduled connector passes, for `/metrics`.
+    pub sync_stats: Arc<SyncStats>,
 }
 
 impl App {
@@ -88,7 +91,18 @@ impl App {
             schema,
             keys,
             external,
+            sync_stats: Arc::default(),
         })
+    }
+
+    /// Starts the connectors with an `interval_secs` on their schedule (what `serve` does);
+    /// stop them with `Scheduler::stop`.
+    pub fn schedule_connectors(&self) -> Scheduler {
+        Scheduler::start(
+            self.store.clone(),
+            &self.config.connectors,
+            self.sync_stats.clone(),
+        )
     }
 
     pub fn page_limits(&self) -> PageLimits {

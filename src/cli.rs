@@ -243,7 +243,6 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 let report = seed::load_demo(&app.store, now()).await?;
                 tracing::info!(report = %describe(&report), "demo data loaded");
             }
-            crate::connectors::schedule(app.store.clone(), &app.config.connectors);
             let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
             let addr = listener.local_addr()?;
             println!("Passerelle is serving {database}");
@@ -428,42 +427,39 @@ async fn import_file(
     };
     let reading =
         ProgressBar::new(size).with_style(style("checking {bar:40} {bytes}/{total_bytes} ({eta})"));
-    let source = format!("import:{partner}");
-    let rows = {
-        let (bar, partner, source) = (reading.clone(), partner.clone(), source);
-        tokio::task::spawn_blocking(move || {
-            import::parse(
-                format,
-                std::io::BufReader::new(opened),
-                &partner,
-                &source,
-                |read| bar.set_position(read),
-            )
-        })
-        .await?
-    };
-    reading.finish_and_clear();
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(crate::error::Error::Invalid(errors)) => {
-            for e in &errors {
-                eprintln!("{}: {}: {}", file.display(), e.field, e.message);
-            }
-            anyhow::bail!("{} problem(s) found; nothing was imported", errors.len());
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let writing = ProgressBar::new(rows.len() as u64)
-        .with_style(style("writing  {bar:40} {pos}/{len} rows ({eta})"));
-    let bar = writing.clone();
+    let writing = ProgressBar::hidden();
     let writer = crate::domain::RowFilter {
         own: Some(partner.clone()),
         shared_by: Vec::new(),
     };
-    let result = app
-        .store
-        .run(move |c| import::write_all(c, &writer, &rows, &now(), |n| bar.set_position(n as u64)))
-        .await;
+    let result = {
+        let (read_bar, write_bar) = (reading.clone(), writing.clone());
+        let (checked, style) = (
+            reading.clone(),
+            style("writing  {bar:40} {pos}/{len} rows ({eta})"),
+        );
+        import::import_reader(
+            &app.store,
+            writer,
+            partner.clone(),
+            format!("import:{partner}"),
+            format,
+            std::io::BufReader::new(opened),
+            move |read| read_bar.set_position(read),
+            move |n, total| {
+                // The first row written: checking is over, show the writing bar instead.
+                if n == 1 {
+                    checked.finish_and_clear();
+                    write_bar.set_length(total as u64);
+                    write_bar.set_style(style.clone());
+                    write_bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                write_bar.set_position(n as u64);
+            },
+        )
+        .await
+    };
+    reading.finish_and_clear();
     writing.finish_and_clear();
     match result {
         Ok(report) => {

@@ -44,8 +44,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info` or `passerelle=debug,info`.
     pub log_level: String,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (every route but `POST /import`).
     pub max_body_bytes: usize,
+    /// Largest file `POST /import` accepts, in bytes; it is streamed to a temporary file, never
+    /// held in memory. Beyond it: 413 `PAYLOAD_TOO_LARGE`, nothing written.
+    pub import_max_bytes: u64,
+    /// How long one `POST /import` (upload, checks and writes) may take, in seconds.
+    pub import_timeout_secs: u64,
     /// Page size when a client does not say `first`.
     pub default_page_size: usize,
     /// Largest `first` a client may ask for.
@@ -183,9 +188,15 @@ pub struct ConnectorConfig {
     pub scopes: Vec<String>,
     #[serde(default = "default_connector_page")]
     pub page_size: u32,
-    /// Seconds between scheduled passes under `serve`; 0 runs it only from `passerelle sync`.
+    /// Seconds between scheduled passes under `serve`; 0 (the default) runs it only from
+    /// `passerelle sync`.
     #[serde(default)]
     pub interval_secs: u64,
+    /// How long a replica's lease on this connector lasts without a committed page; it must
+    /// outlast one page fetch with its retries. Replicas sharing a database never run the same
+    /// connector at once.
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
     /// Attempts per request before a pass gives up (transient errors only).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
@@ -199,6 +210,9 @@ pub struct ConnectorConfig {
 
 fn default_connector_page() -> u32 {
     100
+}
+fn default_lease() -> u64 {
+    300
 }
 fn default_attempts() -> u32 {
     4
@@ -261,6 +275,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             max_body_bytes: 1024 * 1024,
+            import_max_bytes: 256 * 1024 * 1024,
+            import_timeout_secs: 600,
             default_page_size: 20,
             max_page_size: 100,
             max_query_depth: 12,
@@ -420,6 +436,11 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes must be at least 1024".into());
         }
+        if self.import_max_bytes < 1024 || self.import_timeout_secs == 0 {
+            return bad(
+                "import_max_bytes must be at least 1024 and import_timeout_secs positive".into(),
+            );
+        }
         if self.max_query_depth == 0 || self.max_query_complexity == 0 {
             return bad("max_query_depth and max_query_complexity must be positive".into());
         }
@@ -458,9 +479,10 @@ impl Config {
             if !partners.insert(c.partner.as_str()) {
                 return bad(format!("two connectors for partner `{}`", c.partner));
             }
-            if c.page_size == 0 || c.page_size > 10_000 || c.max_attempts == 0 {
+            if c.page_size == 0 || c.page_size > 10_000 || c.max_attempts == 0 || c.lease_secs == 0
+            {
                 return bad(format!(
-                    "connector `{}`: page_size must be 1-10000 and max_attempts positive",
+                    "connector `{}`: page_size must be 1-10000, max_attempts and lease_secs positive",
                     c.partner
                 ));
             }

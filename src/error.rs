@@ -66,6 +66,8 @@ pub enum Error {
     /// A stored token signing key cannot be decrypted: `key_encryption_key` is missing or is
     /// not the key it was encrypted with.
     SigningKeyUnreadable(String),
+    /// A request body larger than its endpoint accepts (e.g. `import_max_bytes`).
+    PayloadTooLarge(String),
     /// Anything the client cannot act on; the detail is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -114,6 +116,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Error::NotAcceptable(_) => "NOT_ACCEPTABLE",
             Error::SigningKeyUnreadable(_) => "SIGNING_KEY_UNREADABLE",
+            Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Error::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -145,6 +148,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::SigningKeyUnreadable(_) | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -166,6 +170,7 @@ impl Error {
                 | Error::MethodNotAllowed(_)
                 | Error::UnsupportedMediaType(_)
                 | Error::NotAcceptable(_)
+                | Error::PayloadTooLarge(_)
                 | Error::Unavailable(_)
                 | Error::SigningKeyUnreadable(_)
                 | Error::Internal(_)
@@ -201,7 +206,8 @@ impl Error {
             | Error::ValidationFailed(m)
             | Error::MethodNotAllowed(m)
             | Error::UnsupportedMediaType(m)
-            | Error::NotAcceptable(m) => m.clone(),
+            | Error::NotAcceptable(m)
+            | Error::PayloadTooLarge(m) => m.clone(),
             // The exact message Apollo clients match on.
             Error::PersistedQueryNotFound => "PersistedQueryNotFound".into(),
             Error::PersistedQueryHashMismatch => {

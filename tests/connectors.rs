@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Json;
-use common::{partner, TestApp};
+use common::{partner, Backend, TestApp};
 use passerelle::config::{ConnectorConfig, ConnectorKind, Secret};
 use passerelle::connectors::{self, HttpConnector};
 use serde_json::{json, Value};
@@ -30,6 +30,8 @@ struct Api {
     broken_from: Option<usize>,
     /// The `after` of every page request.
     requests: Vec<Option<String>>,
+    /// How long each page request takes.
+    delay_ms: u64,
 }
 
 type Shared = Arc<Mutex<Api>>;
@@ -67,6 +69,8 @@ async fn serve_records(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
+    let delay = api.lock().unwrap().delay_ms;
+    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     page_for(&api, &headers, &q)
 }
 
@@ -168,6 +172,7 @@ fn config(base: &str) -> ConnectorConfig {
         scopes: vec!["records:read".into()],
         page_size: 3,
         interval_secs: 0,
+        lease_secs: 300,
         max_attempts: 3,
         backoff_ms: 10,
         timeout_secs: 5,
@@ -374,6 +379,152 @@ backoff_ms = 10
     assert_eq!(remote_actors(&app).await, 5);
 }
 
+/// Polls `check` every 100 ms for up to `secs` seconds.
+async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..secs * 10 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn scheduled(base: &str) -> ConnectorConfig {
+    ConnectorConfig {
+        interval_secs: 1,
+        ..config(base)
+    }
+}
+
+async fn serve_runs_scheduled_connectors_without_sync(backend: Backend) {
+    let (api, base) = spawn_api((0..7).map(actor).collect()).await;
+    // The partner must exist before the connector can write for it.
+    let Some(mut seeded) = TestApp::spawn(backend).await else {
+        return;
+    };
+    seeded.seed().await;
+    let mut app = seeded
+        .spawn_beside(|c| c.connectors = vec![scheduled(&base)])
+        .await;
+    assert!(
+        eventually(20, async || remote_actors(&app).await == 7).await,
+        "the scheduled pass did not run: {:?}",
+        api.lock().unwrap().requests
+    );
+    // New records upstream arrive at a later tick, from the stored cursor.
+    api.lock().unwrap().records.extend((7..9).map(actor));
+    assert!(eventually(20, async || remote_actors(&app).await == 9).await);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"passerelle_connector_records_total{partner="anvita",effect="created"} 9"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"passerelle_connector_passes_total{partner="anvita",outcome="ok"}"#),
+        "{metrics}"
+    );
+    // Shutdown stops the scheduler promptly and leaves no lease behind.
+    tokio::time::timeout(std::time::Duration::from_secs(10), app.stop())
+        .await
+        .expect("the scheduler stops on shutdown");
+    let before = api.lock().unwrap().requests.len();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        api.lock().unwrap().requests.len(),
+        before,
+        "no pass after shutdown"
+    );
+    let lease = seeded
+        .app
+        .store
+        .run(|c| connectors::lease::holder(c, "anvita"))
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    assert_eq!(lease, None);
+    drop(app);
+    seeded.stop().await;
+}
+
+async fn replicas_on_one_database_never_fetch_the_same_page(backend: Backend) {
+    let (api, base) = spawn_api((0..12).map(actor).collect()).await;
+    // A slow partner: a pass (4 pages) outlasts the 1 s interval, so the replicas' ticks
+    // overlap with each other's passes.
+    api.lock().unwrap().delay_ms = 500;
+    let Some(mut seeded) = TestApp::spawn(backend).await else {
+        return;
+    };
+    seeded.seed().await;
+    let mut one = seeded
+        .spawn_beside(|c| c.connectors = vec![scheduled(&base)])
+        .await;
+    let mut two = seeded
+        .spawn_beside(|c| c.connectors = vec![scheduled(&base)])
+        .await;
+    assert!(eventually(30, async || remote_actors(&one).await == 12).await);
+    // A few more ticks on both.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    one.stop().await;
+    two.stop().await;
+    let requests = api.lock().unwrap().requests.clone();
+    // Every page but the last position was fetched exactly once; later passes resume at "12".
+    let mut pages: Vec<&Option<String>> = requests
+        .iter()
+        .filter(|r| r.as_deref() != Some("12"))
+        .collect();
+    assert_eq!(pages.len(), 4, "{requests:?}");
+    pages.dedup();
+    assert_eq!(pages.len(), 4, "a page was fetched twice: {requests:?}");
+    let busy: u64 = [&one, &two]
+        .iter()
+        .flat_map(|a| a.app.sync_stats.snapshot().into_values())
+        .map(|s| s.busy)
+        .sum();
+    assert!(busy > 0, "the replicas never met at the lease");
+    drop((one, two));
+    seeded.stop().await;
+}
+
+async fn a_lease_is_held_by_one_replica_until_it_expires(app: TestApp) {
+    use connectors::lease;
+    app.app
+        .store
+        .run(|c| {
+            let t = 1_000_000;
+            assert!(lease::acquire(c, "anvita", "a", t, 5_000)?);
+            assert!(!lease::acquire(c, "anvita", "b", t + 1, 5_000)?);
+            assert!(
+                lease::acquire(c, "anvita", "a", t + 2, 5_000)?,
+                "its own lease"
+            );
+            assert!(lease::renew(c, "anvita", "a", t + 3, 5_000)?);
+            assert!(!lease::renew(c, "anvita", "b", t + 3, 5_000)?);
+            // Expired: another replica takes it, and the first can no longer renew.
+            assert!(lease::acquire(c, "anvita", "b", t + 6_000, 5_000)?);
+            assert!(!lease::renew(c, "anvita", "a", t + 6_001, 5_000)?);
+            assert_eq!(lease::holder(c, "anvita")?, Some(("b".into(), t + 11_000)));
+            // Released only by its holder.
+            lease::release(c, "anvita", "a")?;
+            assert!(lease::holder(c, "anvita")?.is_some());
+            lease::release(c, "anvita", "b")?;
+            assert!(lease::acquire(c, "anvita", "a", t + 6_002, 5_000)?);
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+}
+
 #[test]
 fn connector_settings_are_typed_and_secrets_stay_out_of_logs() {
     let dir = tempfile::tempdir().unwrap();
@@ -409,4 +560,10 @@ backend_tests!(
     transient_failures_are_retried_and_expired_tokens_renewed,
     a_restart_mid_pass_loses_nothing_and_duplicates_nothing,
     a_bad_page_is_refused_whole_with_its_paths,
+    a_lease_is_held_by_one_replica_until_it_expires,
+);
+
+per_backend!(
+    serve_runs_scheduled_connectors_without_sync,
+    replicas_on_one_database_never_fetch_the_same_page,
 );

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{partner, TestApp};
+use common::{partner, Backend, TestApp};
 use passerelle::error::Error;
 use passerelle::http::ingest::import_as;
 use serde_json::json;
@@ -263,7 +263,145 @@ async fn the_cli_imports_a_file_with_the_same_outcome(app: TestApp) {
     assert_eq!(totals(&app).await, before);
 }
 
+/// `n` valid actors of about 2 KiB each, as NDJSON.
+fn big_file(n: usize) -> String {
+    let mut file = String::new();
+    for i in 0..n {
+        file.push_str(
+            &json!({ "type": "actor", "id": format!("big-{i:05}"), "kind": "ASSOCIATION",
+                     "name": format!("Association volumineuse {i}"), "visibility": "PUBLIC",
+                     "description": "é".repeat(1000) })
+            .to_string(),
+        );
+        file.push('\n');
+    }
+    file
+}
+
+async fn post_import(app: &TestApp, token: &str, body: String) -> (u16, serde_json::Value) {
+    let res = app
+        .http
+        .post(app.url("/import"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+async fn files_larger_than_the_graphql_body_limit_import_over_http(app: TestApp) {
+    app.seed().await;
+    let token = app.token("caravan", "write").await;
+    let file = big_file(800);
+    assert!(file.len() > 1024 * 1024 + 400_000, "{}", file.len());
+    let before = totals(&app).await;
+    let (status, report) = post_import(&app, &token, file.clone()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["rows"], &report["created"]),
+        (&json!(800), &json!(800))
+    );
+    assert_eq!(totals(&app).await.0, before.0 + 800);
+    // The same path as the CLI: again, nothing changes.
+    let (status, report) = post_import(&app, &token, file.clone()).await;
+    assert_eq!(
+        (status, &report["unchanged"]),
+        (200, &json!(800)),
+        "{report}"
+    );
+    // Other routes keep the 1 MiB limit.
+    let res = app
+        .http
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(json!({ "query": "{ __typename }", "variables": { "pad": file } }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+}
+
+/// POSTs `body` to /import with `Transfer-Encoding: chunked` (no length announced), over a raw
+/// connection; returns the status and the JSON body of the answer.
+async fn post_chunked(app: &TestApp, token: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /import HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n",
+        app.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let body = body.to_vec();
+    let sending = tokio::spawn(async move {
+        for chunk in body.chunks(8 * 1024) {
+            let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+            // The server may answer and stop reading before the end.
+            if writer.write_all(&frame).await.is_err() {
+                return writer;
+            }
+        }
+        let _ = writer.write_all(b"0\r\n\r\n").await;
+        // Kept open: the server drops a connection whose client stops sending.
+        writer
+    });
+    let mut answer = Vec::new();
+    let _ = reader.read_to_end(&mut answer).await;
+    drop(sending.await);
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = text
+        .find("\r\n\r\n")
+        .map(|i| &text[i + 4..])
+        .and_then(|b| b.find('{').map(|j| &b[j..]))
+        .and_then(|b| b.rfind('}').map(|k| &b[..=k]))
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+async fn imports_over_import_max_bytes_are_refused_and_write_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.import_max_bytes = 64 * 1024).await else {
+        return;
+    };
+    app.seed().await;
+    let token = app.token("caravan", "write").await;
+    let file = big_file(60); // about 120 KiB
+    let before = totals(&app).await;
+    // Announced too large: refused before reading.
+    let (status, body) = post_import(&app, &token, file.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+    // Not announced: refused once the limit is passed.
+    let (status, body) = post_chunked(&app, &token, file.as_bytes()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+    assert_eq!(totals(&app).await, before);
+    // Under the limit, chunked: imported.
+    let small = big_file(20);
+    assert!(small.len() < 64 * 1024);
+    let (status, body) = post_chunked(&app, &token, small.as_bytes()).await;
+    assert_eq!((status, &body["created"]), (200, &json!(20)), "{body}");
+}
+
+per_backend!(imports_over_import_max_bytes_are_refused_and_write_nothing);
+
 backend_tests!(
+    files_larger_than_the_graphql_body_limit_import_over_http,
     ndjson_imports_all_rows_and_reimporting_changes_nothing,
     csv_reads_the_same_records_as_ndjson,
     every_problem_is_reported_with_its_line_and_nothing_is_written,

@@ -6,7 +6,197 @@
 //! total minus the published cells cannot reveal a small group; if even that cannot be reached,
 //! the total is withheld as well.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::domain::{Action, RowFilter};
+use crate::error::Result;
+use crate::storage::queries;
+use crate::storage::AnyConnection;
+
+/// What to group outcome figures by.
+#[derive(async_graphql::Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum AggregateDimension {
+    /// The owning partner.
+    Partner,
+    /// The top-level action (programme) the outcome's action belongs to.
+    Programme,
+    /// The INSEE code (or name) of each place of the action; an outcome counts once per place.
+    Territory,
+    /// The year the outcome's period starts.
+    Period,
+    /// Each theme of the action; an outcome counts once per theme.
+    Theme,
+}
+
+impl AggregateDimension {
+    pub const ALL: [AggregateDimension; 5] = [
+        AggregateDimension::Partner,
+        AggregateDimension::Programme,
+        AggregateDimension::Territory,
+        AggregateDimension::Period,
+        AggregateDimension::Theme,
+    ];
+
+    /// The lowercase name used outside GraphQL (`/export/aggregates?by=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateDimension::Partner => "partner",
+            AggregateDimension::Programme => "programme",
+            AggregateDimension::Territory => "territory",
+            AggregateDimension::Period => "period",
+            AggregateDimension::Theme => "theme",
+        }
+    }
+
+    /// From `as_str`'s names, or the GraphQL names in any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// The default unit of research aggregates.
+pub const DEFAULT_UNIT: &str = "people";
+
+/// Whether figures in `unit` count people (then cells are also small when they sum below k).
+pub fn counts_people(unit: &str) -> bool {
+    matches!(unit, "people" | "personnes" | "persons")
+}
+
+/// A research aggregate after suppression: what `researchAggregate` answers and
+/// `/export/aggregates` streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub by: AggregateDimension,
+    pub unit: String,
+    pub min_cell: i64,
+    pub cells: Vec<Cell>,
+    /// Over every figure (each once); `None` when withheld.
+    pub total: Option<Tally>,
+}
+
+/// The top-level ancestor of each action in `ids` that `rf` lets us see.
+fn programmes(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    ids: Vec<String>,
+) -> Result<HashMap<String, Action>> {
+    let mut known: HashMap<String, Action> = HashMap::new();
+    let mut wanted = ids.clone();
+    // Parents chains are short; bounded anyway.
+    for _ in 0..16 {
+        wanted.retain(|id| !known.contains_key(id));
+        if wanted.is_empty() {
+            break;
+        }
+        let found = queries::actions_by_ids(conn, rf, &wanted)?;
+        wanted = found
+            .iter()
+            .filter_map(|a| a.parent_action_id.clone())
+            .collect();
+        for a in found {
+            known.insert(a.id.clone(), a);
+        }
+    }
+    let mut out = HashMap::new();
+    for id in ids {
+        let mut current = known.get(&id);
+        let mut hops = 0;
+        while let Some(a) = current {
+            match a.parent_action_id.as_ref().and_then(|p| known.get(p)) {
+                Some(parent) if hops < 16 => {
+                    current = Some(parent);
+                    hops += 1;
+                }
+                _ => break,
+            }
+        }
+        if let Some(root) = current {
+            out.insert(id, root.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The one research policy: the `actual` outcome figures in `unit` of every partner's `public`
+/// and `partners` rows (never a `private` one), counted and summed by `by`, then suppressed
+/// with threshold `min_cell`. The caller checks the `research` scope first.
+pub fn aggregate(
+    conn: &mut AnyConnection,
+    by: AggregateDimension,
+    unit: &str,
+    min_cell: i64,
+) -> Result<Aggregate> {
+    // Every partner's public and `partners` rows; never a private one.
+    let rf = RowFilter {
+        own: None,
+        shared_by: queries::partners(conn)?.into_iter().map(|p| p.id).collect(),
+    };
+    let facts = queries::research_facts(conn, &rf, unit)?;
+    let mut action_ids: Vec<String> = facts.iter().map(|f| f.action_id.clone()).collect();
+    action_ids.sort();
+    action_ids.dedup();
+    let roots = programmes(conn, &rf, action_ids.clone())?;
+    let actions: HashMap<String, Action> = queries::actions_by_ids(conn, &rf, &action_ids)?
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let unknown = || vec!["unknown".to_owned()];
+    let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut total = Tally::default();
+    for f in &facts {
+        total.add(f.value);
+        let action = actions.get(&f.action_id);
+        let keys: Vec<String> = match by {
+            AggregateDimension::Partner => vec![f.owner.clone()],
+            AggregateDimension::Programme => vec![roots
+                .get(&f.action_id)
+                .map(|a| a.title.clone())
+                .unwrap_or_else(|| "unknown".into())],
+            AggregateDimension::Period => vec![f
+                .period_start
+                .as_ref()
+                .map(|p| p.chars().take(4).collect())
+                .unwrap_or_else(|| "unknown".into())],
+            AggregateDimension::Theme => action
+                .map(|a| a.themes.clone())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(unknown),
+            AggregateDimension::Territory => action
+                .map(|a| {
+                    a.places
+                        .iter()
+                        .map(|p| p.insee_code.clone().unwrap_or(p.name.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(unknown),
+        };
+        for k in keys {
+            groups.entry(k).or_default().add(f.value);
+        }
+    }
+    let suppressed = suppress(groups, min_cell, counts_people(unit));
+    // With many-to-many dimensions the cells overlap; the total counts each figure once
+    // and is withheld whenever suppression touched any cell.
+    let total = match (&suppressed.total, by) {
+        (None, _) => None,
+        (Some(_), AggregateDimension::Theme | AggregateDimension::Territory)
+            if suppressed.cells.iter().any(|c| c.value.is_none()) =>
+        {
+            None
+        }
+        (Some(_), _) => Some(total),
+    };
+    Ok(Aggregate {
+        by,
+        unit: unit.to_owned(),
+        min_cell,
+        cells: suppressed.cells,
+        total,
+    })
+}
 
 /// One group before suppression.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

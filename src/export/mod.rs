@@ -2,6 +2,10 @@
 //! CSV in the record format import reads (`ingest::format`). Rows are read one keyset page at a
 //! time and handed to the response through a small bounded channel, so memory stays constant
 //! whatever the size, and a client that goes away stops the reading.
+//!
+//! [`aggregates`] exports research aggregates the same way, through the research policy.
+
+pub mod aggregates;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;

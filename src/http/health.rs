@@ -43,10 +43,11 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
          passerelle_requests_in_flight {}\n\
          # HELP passerelle_requests_shed_total Requests refused with 503 OVERLOADED.\n\
          # TYPE passerelle_requests_shed_total counter\n\
-         passerelle_requests_shed_total {}\n",
+         passerelle_requests_shed_total {}\n{}",
         app.store.statements().get(),
         app.admission.in_flight(),
         app.admission.shed(),
+        app.sync_stats.render()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

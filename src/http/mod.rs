@@ -36,21 +36,24 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(app: App) -> Router {
     let body_limit = app.config.max_body_bytes;
     let timeout = Duration::from_secs(app.config.request_timeout_secs.max(1));
+    let import_timeout = Duration::from_secs(app.config.import_timeout_secs.max(1));
     let cors = cors::layer(&app.config);
     let admit = || axum::middleware::from_fn_with_state(app.clone(), admission::graphql);
     let admit_plain = || axum::middleware::from_fn_with_state(app.clone(), admission::plain);
-    Router::new()
+    let service_unavailable = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    let api = Router::new()
         .route(
             "/graphql",
-            get(graphql::handle)
-                .post(graphql::handle)
-                .layer(admit()),
+            get(graphql::handle).post(graphql::handle).layer(admit()),
         )
         .route("/graphiql", get(graphql::graphiql))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/import", post(ingest::import_handler).layer(admit_plain()))
+        .route(
+            "/export/aggregates",
+            get(ingest::export_aggregates_handler).layer(admit_plain()),
+        )
         .route(
             "/export/{kind}",
             get(ingest::export_handler).layer(admit_plain()),
@@ -59,12 +62,25 @@ pub fn router(app: App) -> Router {
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/.well-known/jwks.json", get(oauth::jwks))
-        .route("/.well-known/oauth-authorization-server", get(oauth::metadata))
-        .fallback(health::not_found)
-        .with_state(app)
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TimeoutLayer::with_status_code(service_unavailable, timeout));
+    // Import files stream to disk under their own limits (`import_max_bytes`, checked by the
+    // handler, and `import_timeout_secs`), not the 1 MiB GraphQL body limit.
+    let import = Router::new()
+        .route("/import", post(ingest::import_handler).layer(admit_plain()))
+        .layer(DefaultBodyLimit::disable())
+        .layer(TimeoutLayer::with_status_code(
+            service_unavailable,
+            import_timeout,
+        ));
+    api.merge(import)
+        .fallback(health::not_found)
+        .with_state(app)
         .layer(CatchPanicLayer::custom(graphql::panic_response))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -84,8 +100,30 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_app(app.clone(), router(app), listener, shutdown).await
+}
+
+/// Serves `router` (the app's, possibly wrapped in more layers) with the app's scheduled
+/// connectors running beside it; on shutdown, stops both.
+pub async fn serve_app(
+    app: App,
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
-    serve_router(router(app), grace, listener, shutdown).await
+    let scheduler = app.schedule_connectors();
+    if !scheduler.is_empty() {
+        tracing::info!(connectors = scheduler.len(), "connectors scheduled");
+    }
+    let served = serve_router(router, grace, listener, shutdown).await;
+    if tokio::time::timeout(grace.max(Duration::from_secs(1)), scheduler.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connector passes did not stop in time");
+    }
+    served
 }
 
 /// Serves `router` (the app's, possibly wrapped in more layers) until `shutdown` resolves, then

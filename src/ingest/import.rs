@@ -12,7 +12,7 @@ use super::format::{self, DomainRecord};
 use crate::domain::{write as check, RowFilter};
 use crate::error::{Error, FieldError, Result};
 use crate::storage::writes::{self, WriteEffect};
-use crate::storage::AnyConnection;
+use crate::storage::{AnyConnection, EntityKind, Store};
 
 /// The formats `POST /import` and `passerelle import` read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,24 +308,38 @@ pub fn write_all(
     })
 }
 
-/// Checks then writes a whole file held in memory (the HTTP endpoint), as `partner` with the
-/// writer's `rows` filter.
-pub async fn import_bytes(
-    store: &crate::storage::Store,
+/// Checks then writes a whole file, all-or-nothing: the one path of `passerelle import` and
+/// `POST /import`. `input` is read on the blocking pool (`read` gets the bytes read so far),
+/// then every row is written in one transaction as `partner`, through `writer`'s filter
+/// (`wrote` gets the rows written so far, and how many there are). Cached answers are invalidated once it commits.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_reader<R: BufRead + Send + 'static>(
+    store: &Store,
     writer: RowFilter,
     partner: String,
     source: String,
     format: Format,
-    body: bytes::Bytes,
-    now: String,
+    input: R,
+    read: impl FnMut(u64) + Send + 'static,
+    mut wrote: impl FnMut(usize, usize) + Send + 'static,
 ) -> Result<ImportReport> {
-    let rows = tokio::task::spawn_blocking(move || {
-        parse(format, body.as_ref(), &partner, &source, |_| {})
-    })
-    .await??;
-    store
-        .run(move |c| write_all(c, &writer, &rows, &now, |_| {}))
-        .await
+    let rows = tokio::task::spawn_blocking(move || parse(format, input, &partner, &source, read))
+        .await??;
+    let report = store
+        .run(move |c| {
+            let total = rows.len();
+            write_all(c, &writer, &rows, &crate::app::now(), |n| wrote(n, total))
+        })
+        .await?;
+    if report.created + report.updated > 0 {
+        store.write_log().written([
+            EntityKind::Actor,
+            EntityKind::Action,
+            EntityKind::Outcome,
+            EntityKind::Partnership,
+        ]);
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -189,6 +189,16 @@ diesel::table! {
     }
 }
 
+// Scheduled connector passes (migration 2026-11-24-000005_connector_leases).
+
+diesel::table! {
+    connector_leases (partner_id) {
+        partner_id -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 // OAuth2 scoping (migration 2026-11-24-000002_auth).
 
 diesel::table! {

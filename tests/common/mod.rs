@@ -58,7 +58,12 @@ macro_rules! backend_tests {
 /// A fresh database, removed when dropped.
 pub enum TestDb {
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another app's database (`TestApp::spawn_beside`): left alone when dropped.
+    Shared,
 }
 
 impl TestDb {
@@ -137,6 +142,26 @@ impl TestApp {
     /// Starts the app with a configuration adjusted by `adjust`.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let (db, database_url) = TestDb::create(backend)?;
+        Some(Self::start(backend, db, database_url, adjust).await)
+    }
+
+    /// Starts another app (another replica) on this app's database; drop it before this one.
+    pub async fn spawn_beside(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start(
+            self.backend,
+            TestDb::Shared,
+            self.database_url.clone(),
+            adjust,
+        )
+        .await
+    }
+
+    async fn start(
+        backend: Backend,
+        db: TestDb,
+        database_url: String,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut config = Config {
             database_url: DatabaseUrl::from_str(&database_url).unwrap(),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -150,16 +175,16 @@ impl TestApp {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router =
             passerelle::http::router(app.clone()).layer(axum::middleware::from_fn(test_viewer));
-        let grace = std::time::Duration::from_secs(app.config.shutdown_grace_secs);
-        let server = tokio::spawn(passerelle::http::serve_router(
+        // As `serve` does: the router, and the scheduled connectors beside it.
+        let server = tokio::spawn(passerelle::http::serve_app(
+            app.clone(),
             router,
-            grace,
             listener,
             async move {
                 let _ = rx.await;
             },
         ));
-        Some(TestApp {
+        TestApp {
             addr,
             app,
             backend,
@@ -168,7 +193,7 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             db,
-        })
+        }
     }
 
     /// Loads the demo data through the same path as `passerelle seed`.
