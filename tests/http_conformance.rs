@@ -279,10 +279,56 @@ async fn writes_invalidate_the_kinds_they_touch(app: TestApp) {
     assert!(as_viewer(&app, "", actors).await.0);
 }
 
+/// A mutation makes the cached answers holding what it wrote stale at once, for the writer and
+/// for everyone else; retrying it (UNCHANGED) invalidates nothing.
+async fn mutations_invalidate_cached_answers(app: TestApp) {
+    app.seed().await;
+    let writer = "partner=caravan; scopes=read,write";
+    let (_, before) = as_viewer(&app, writer, CARAVAN_ACTIONS).await;
+    assert!(as_viewer(&app, writer, CARAVAN_ACTIONS).await.0);
+    let (_, public_before) = as_viewer(&app, "", CARAVAN_ACTIONS).await;
+    assert!(as_viewer(&app, "", CARAVAN_ACTIONS).await.0);
+    let put = json!({
+        "query": "mutation Put($input: ActionInput!) { upsertAction(input: $input) { effect } }",
+        "variables": { "input": {
+            "id": "cache-test-1", "kind": "WORKSHOP", "title": "Atelier cache",
+            "visibility": "PUBLIC"
+        } }
+    });
+    let (status, _, body) = app.post_json(&put, &[(TEST_VIEWER, writer)]).await;
+    assert_eq!(
+        (status, &body["data"]["upsertAction"]["effect"]),
+        (200, &json!("CREATED")),
+        "{body}"
+    );
+    let count = |b: &Value| b["data"]["actions"]["totalCount"].as_i64().unwrap();
+    let (hit, after) = as_viewer(&app, writer, CARAVAN_ACTIONS).await;
+    assert!(!hit, "the writer's cached answer is stale");
+    assert_eq!(count(&after), count(&before) + 1);
+    let (hit, public_after) = as_viewer(&app, "", CARAVAN_ACTIONS).await;
+    assert!(!hit, "so is everyone else's");
+    assert_eq!(count(&public_after), count(&public_before) + 1);
+    // A retry changes nothing and keeps the cache.
+    let (_, _, body) = app.post_json(&put, &[(TEST_VIEWER, writer)]).await;
+    assert_eq!(
+        body["data"]["upsertAction"]["effect"], "UNCHANGED",
+        "{body}"
+    );
+    assert!(as_viewer(&app, "", CARAVAN_ACTIONS).await.0);
+    // Retiring it makes them stale again.
+    let retire = json!({ "query": "mutation { retireAction(id: \"cache-test-1\") { effect } }" });
+    let (_, _, body) = app.post_json(&retire, &[(TEST_VIEWER, writer)]).await;
+    assert_eq!(body["data"]["retireAction"]["effect"], "RETIRED", "{body}");
+    let (hit, retired) = as_viewer(&app, "", CARAVAN_ACTIONS).await;
+    assert!(!hit);
+    assert_eq!(count(&retired), count(&public_before));
+}
+
 backend_tests!(
     content_negotiation_and_status_codes,
     get_runs_queries_only,
     get_answers_are_cacheable_by_visibility_with_etags,
     cached_answers_never_cross_visibility,
     writes_invalidate_the_kinds_they_touch,
+    mutations_invalidate_cached_answers,
 );

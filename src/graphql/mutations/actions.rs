@@ -5,6 +5,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject};
 use super::{pushed_by, retire, upsert_then_read, writer, RetirePayload, WriteEffect};
 use crate::domain::{self, PartialDate};
 use crate::graphql::actions::Action;
+use crate::storage::EntityKind;
 use crate::storage::{queries, writes};
 
 #[derive(InputObject)]
@@ -84,6 +85,7 @@ impl ActionMutations {
         let id = record.id.clone();
         let (effect, stored) = upsert_then_read(
             rc,
+            &[EntityKind::Action, EntityKind::Outcome],
             id,
             record,
             writes::upsert_action,
@@ -102,6 +104,12 @@ impl ActionMutations {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<RetirePayload> {
-        Ok(retire(ctx, id, writes::retire_action).await?)
+        Ok(retire(
+            ctx,
+            &[EntityKind::Action, EntityKind::Outcome],
+            id,
+            writes::retire_action,
+        )
+        .await?)
     }
 }

@@ -5,6 +5,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject};
 use super::{pushed_by, retire, upsert_then_read, writer, RetirePayload, WriteEffect};
 use crate::domain;
 use crate::graphql::actors::Actor;
+use crate::storage::EntityKind;
 use crate::storage::{queries, writes};
 
 /// An actor as you write it. Absent optional fields are cleared.
@@ -61,8 +62,15 @@ impl ActorMutations {
             provenance: pushed_by(&partner, input.source_ref),
         };
         let id = record.id.clone();
-        let (effect, stored) =
-            upsert_then_read(rc, id, record, writes::upsert_actor, queries::actors_by_ids).await?;
+        let (effect, stored) = upsert_then_read(
+            rc,
+            &[EntityKind::Actor],
+            id,
+            record,
+            writes::upsert_actor,
+            queries::actors_by_ids,
+        )
+        .await?;
         Ok(ActorPayload {
             effect,
             actor: stored.map(Actor),
@@ -75,6 +83,6 @@ impl ActorMutations {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<RetirePayload> {
-        Ok(retire(ctx, id, writes::retire_actor).await?)
+        Ok(retire(ctx, &[EntityKind::Actor], id, writes::retire_actor).await?)
     }
 }

@@ -12,6 +12,7 @@ pub mod actors;
 pub mod outcomes;
 pub mod partnerships;
 
+use crate::storage::EntityKind;
 use async_graphql::{Context, Enum, MergedObject, SimpleObject};
 
 use super::context::{request, RequestContext};
@@ -98,6 +99,7 @@ type ReadBack<T> = fn(
 /// sees it (null if its visibility hides it from the caller's own scopes).
 pub(crate) async fn upsert_then_read<R, T>(
     rc: &RequestContext,
+    touches: &'static [EntityKind],
     id: String,
     record: R,
     upsert: Upsert<R>,
@@ -112,6 +114,10 @@ where
         .store
         .run(move |c| upsert(c, &rows, &record, &crate::app::now()))
         .await?;
+    if !matches!(effect, writes::WriteEffect::Unchanged) {
+        // Cached answers holding these kinds are stale from now on.
+        rc.store.write_log().written(touches.iter().copied());
+    }
     let stored = rc.read(move |c, rf| read_back(c, rf, &[id])).await?;
     Ok((effect.into(), stored.into_iter().next()))
 }
@@ -124,14 +130,22 @@ type Retire = fn(
 ) -> crate::error::Result<crate::storage::writes::RetireEffect>;
 
 /// Retires one of the caller's records.
-pub(crate) async fn retire(ctx: &Context<'_>, id: String, retire: Retire) -> Result<RetirePayload> {
+pub(crate) async fn retire(
+    ctx: &Context<'_>,
+    touches: &'static [EntityKind],
+    id: String,
+    retire: Retire,
+) -> Result<RetirePayload> {
     let (rc, partner) = writer(ctx)?;
     let local = id.clone();
     let effect = rc
         .store
         .run(move |c| retire(c, &partner, &local, &crate::app::now()))
-        .await?
-        .into();
+        .await?;
+    if !matches!(effect, writes::RetireEffect::Unchanged) {
+        rc.store.write_log().written(touches.iter().copied());
+    }
+    let effect = effect.into();
     Ok(RetirePayload {
         local_id: id,
         effect,

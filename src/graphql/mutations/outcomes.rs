@@ -5,6 +5,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject};
 use super::{pushed_by, retire, upsert_then_read, writer, RetirePayload, WriteEffect};
 use crate::domain::{self, PartialDate};
 use crate::graphql::outcomes::Outcome;
+use crate::storage::EntityKind;
 use crate::storage::{queries, writes};
 
 #[derive(InputObject)]
@@ -79,6 +80,7 @@ impl OutcomeMutations {
         let id = record.id.clone();
         let (effect, stored) = upsert_then_read(
             rc,
+            &[EntityKind::Outcome],
             id,
             record,
             writes::upsert_outcome,
@@ -97,6 +99,6 @@ impl OutcomeMutations {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<RetirePayload> {
-        Ok(retire(ctx, id, writes::retire_outcome).await?)
+        Ok(retire(ctx, &[EntityKind::Outcome], id, writes::retire_outcome).await?)
     }
 }

@@ -5,6 +5,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject};
 use super::{pushed_by, retire, upsert_then_read, writer, RetirePayload, WriteEffect};
 use crate::domain::{self, PartialDate};
 use crate::graphql::partnerships::Partnership;
+use crate::storage::EntityKind;
 use crate::storage::{queries, writes};
 
 #[derive(InputObject)]
@@ -72,6 +73,7 @@ impl PartnershipMutations {
         let id = record.id.clone();
         let (effect, stored) = upsert_then_read(
             rc,
+            &[EntityKind::Partnership],
             id,
             record,
             writes::upsert_partnership,
@@ -90,6 +92,12 @@ impl PartnershipMutations {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<RetirePayload> {
-        Ok(retire(ctx, id, writes::retire_partnership).await?)
+        Ok(retire(
+            ctx,
+            &[EntityKind::Partnership],
+            id,
+            writes::retire_partnership,
+        )
+        .await?)
     }
 }
