@@ -54,13 +54,20 @@ seed() { # $1 = scale
 # $1 = "raw" (response cache off: every request runs its queries) or "default" (as shipped).
 start_server() {
   stop_server
+  if curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz"; then
+    log "port $PORT is taken by another process: stop it first"; exit 1
+  fi
   # The load comes from one address: rate limits off. Admission control as shipped.
   { echo "[rate_limit]"; echo "enabled = false"; } > "$WORK/bench.toml"
   [ "$1" = raw ] && sed -i '1i response_cache_entries = 0' "$WORK/bench.toml"
   DATABASE_URL="$PG_URL" PASSERELLE_LISTEN="127.0.0.1:$PORT" PASSERELLE_LOG_LEVEL=warn \
     PASSERELLE_DB_MAX_CONNECTIONS=16 "$BIN" --config "$WORK/bench.toml" serve >/dev/null 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    kill -0 "$SERVER" 2>/dev/null || { log "the server exited"; exit 1; }
+    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return
+    sleep 0.1
+  done
   log "the server did not start"; exit 1
 }
 
@@ -70,11 +77,15 @@ mint() {
   creds=$(DATABASE_URL="$PG_URL" "$BIN" client create --partner synthetic-0000 --scopes "$2")
   id=$(awk '/^client_id:/ {print $2}' <<<"$creds")
   secret=$(awk '/^client_secret:/ {print $2}' <<<"$creds")
-  : > "$1"
-  for _ in $(seq 1 "$TOKENS"); do
-    curl -sf -u "$id:$secret" -d grant_type=client_credentials "http://127.0.0.1:$PORT/oauth/token" \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' >> "$1"
-  done
+  python3 - "$id" "$secret" "$TOKENS" "http://127.0.0.1:$PORT/oauth/token" > "$1" <<'PY'
+import base64, json, sys, urllib.request
+client, secret, n, url = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+basic = base64.b64encode(f"{client}:{secret}".encode()).decode()
+for _ in range(n):
+    req = urllib.request.Request(url, data=b"grant_type=client_credentials",
+                                 headers={"Authorization": f"Basic {basic}"})
+    print(json.load(urllib.request.urlopen(req))["access_token"])
+PY
 }
 
 dashboard() { # $1 = page size
@@ -165,6 +176,7 @@ for scale in $SCALES; do
   seed "$scale"
   start_server raw
   mint "$WORK/read.tokens" "read"
+  mint "$WORK/research.tokens" "research"
   before=$(statements)
   curl -s "$GQL" -H 'content-type: application/json' -H "authorization: Bearer $(head -1 "$WORK/read.tokens")" \
     -d "$(dashboard 20)" >/dev/null
@@ -174,7 +186,7 @@ for scale in $SCALES; do
   echo "{\"label\":\"scale$scale\",\"scale\":$scale,\"actions\":$actions,\"outcomes\":$outcomes,\"statements\":$((after - before))}" | tee -a "$OUT/results.jsonl" >&2
   run "dashboard-scale$scale@100" "$GQL" "$(dashboard 20)" 100 "$WORK/read.tokens"
   run "dashboard-scale$scale@max" "$GQL" "$(dashboard 20)" 0 "$WORK/read.tokens" --concurrency 32
-  run "research-scale$scale@max" "$GQL" "$RESEARCH" 0 "$WORK/read.tokens" --concurrency 8
+  run "research-scale$scale@max" "$GQL" "$RESEARCH" 0 "$WORK/research.tokens" --concurrency 8
 done
 stop_server
 

@@ -137,16 +137,29 @@ pub fn aggregate(
     let mut action_ids: Vec<String> = facts.iter().map(|f| f.action_id.clone()).collect();
     action_ids.sort();
     action_ids.dedup();
-    let roots = programmes(conn, &rf, action_ids.clone())?;
-    let actions: HashMap<String, Action> = queries::actions_by_ids(conn, &rf, &action_ids)?
-        .into_iter()
-        .map(|a| (a.id.clone(), a))
-        .collect();
+    // Only the dimensions that need the actions read them.
+    let roots = match by {
+        AggregateDimension::Programme => programmes(conn, &rf, action_ids.clone())?,
+        _ => HashMap::new(),
+    };
+    let actions: HashMap<String, Action> = match by {
+        AggregateDimension::Theme | AggregateDimension::Territory => {
+            queries::actions_by_ids(conn, &rf, &action_ids)?
+                .into_iter()
+                .map(|a| (a.id.clone(), a))
+                .collect()
+        }
+        _ => HashMap::new(),
+    };
     let unknown = || vec!["unknown".to_owned()];
     let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     let mut total = Tally::default();
     for f in &facts {
-        total.add(f.value);
+        let tally = Tally {
+            records: f.records,
+            sum: f.sum,
+        };
+        total.merge(tally);
         let action = actions.get(&f.action_id);
         let keys: Vec<String> = match by {
             AggregateDimension::Partner => vec![f.owner.clone()],
@@ -174,7 +187,7 @@ pub fn aggregate(
                 .unwrap_or_else(unknown),
         };
         for k in keys {
-            groups.entry(k).or_default().add(f.value);
+            groups.entry(k).or_default().merge(tally);
         }
     }
     let suppressed = suppress(groups, min_cell, counts_people(unit));

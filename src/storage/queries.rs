@@ -634,17 +634,21 @@ pub fn partnerships_for(
     hydrate_partnerships(conn, rows)
 }
 
-/// One outcome figure for research aggregates.
+/// The outcome figures of one action, owner and period start, counted and summed in the
+/// database: research aggregates read one row per group, not one per figure, so their memory
+/// follows the number of actions, not of outcomes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResearchFact {
     pub owner: String,
     pub action_id: String,
-    pub value: f64,
     pub period_start: Option<String>,
+    /// How many figures.
+    pub records: i64,
+    pub sum: f64,
 }
 
 /// The `actual` outcome figures in `unit` that `rf` allows (through the same policy as every
-/// read), for aggregation.
+/// read), grouped for aggregation.
 pub fn research_facts(
     conn: &mut AnyConnection,
     rf: &RowFilter,
@@ -654,25 +658,36 @@ pub fn research_facts(
         measures: vec![domain::OutcomeMeasure::Actual],
         ..Default::default()
     };
-    let rows: Vec<(String, String, Option<f64>, Option<String>)> = outcome_query(rf, &q)
+    // Streamed row by row and folded into groups: memory follows the groups, not the figures.
+    let rows = outcome_query(rf, &q)
         .filter(outcomes::unit.eq(unit.to_owned()))
         .filter(outcomes::value.is_not_null())
         .select((
             outcomes::owner_partner_id,
             outcomes::action_id,
-            outcomes::value,
             outcomes::period_start,
+            outcomes::value,
         ))
-        .load(conn)?;
-    Ok(rows
+        .load_iter::<(String, String, Option<String>, Option<f64>), diesel::connection::DefaultLoadingMode>(conn)?;
+    let mut groups: HashMap<(String, String, Option<String>), (i64, f64)> = HashMap::new();
+    for row in rows {
+        let (owner, action_id, period_start, value) = row?;
+        if let Some(value) = value {
+            let g = groups.entry((owner, action_id, period_start)).or_default();
+            g.0 += 1;
+            g.1 += value;
+        }
+    }
+    Ok(groups
         .into_iter()
-        .filter_map(|(owner, action_id, value, period_start)| {
-            value.map(|value| ResearchFact {
+        .map(
+            |((owner, action_id, period_start), (records, sum))| ResearchFact {
                 owner,
                 action_id,
-                value,
                 period_start,
-            })
-        })
+                records,
+                sum,
+            },
+        )
         .collect())
 }
