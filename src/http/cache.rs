@@ -101,10 +101,19 @@ pub fn key(
 pub type Snapshot = Vec<(EntityKind, u64)>;
 
 struct Entry {
-    body: Arc<serde_json::Value>,
-    /// The partners whose records the answer holds, for the audit log of later hits.
-    owners: BTreeSet<String>,
+    hit: Hit,
     snapshot: Snapshot,
+}
+
+/// A cached answer, serialized once when it was stored.
+#[derive(Clone)]
+pub struct Hit {
+    pub body: Arc<serde_json::Value>,
+    /// `body` as sent, and its ETag: a hit is answered without serializing or hashing again.
+    pub bytes: bytes::Bytes,
+    pub etag: HeaderValue,
+    /// The partners whose records the answer holds, for the audit log of later hits.
+    pub owners: BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -136,11 +145,11 @@ impl ResponseCache {
     }
 
     /// A fresh answer and the partners whose records it holds.
-    pub async fn get(&self, key: &str) -> Option<(Arc<serde_json::Value>, BTreeSet<String>)> {
+    pub async fn get(&self, key: &str) -> Option<Hit> {
         let cache = self.cache.as_ref()?;
         let entry = cache.get(key).await?;
         if self.fresh(&entry.snapshot) {
-            Some((entry.body.clone(), entry.owners.clone()))
+            Some(entry.hit.clone())
         } else {
             cache.invalidate(key).await;
             None
@@ -156,9 +165,14 @@ impl ResponseCache {
     ) {
         if let Some(cache) = &self.cache {
             if self.fresh(&snapshot) {
+                let bytes = bytes::Bytes::from(serde_json::to_vec(&*body).unwrap_or_default());
                 let entry = Entry {
-                    body,
-                    owners,
+                    hit: Hit {
+                        etag: etag(&bytes),
+                        bytes,
+                        body,
+                        owners,
+                    },
                     snapshot,
                 };
                 cache.insert(key, Arc::new(entry)).await;

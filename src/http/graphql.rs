@@ -56,6 +56,8 @@ pub async fn caller(app: &App, parts: &Parts) -> std::result::Result<Viewer, aut
 /// One operation's answer.
 struct Executed {
     body: Arc<serde_json::Value>,
+    /// A cache hit's serialized body and ETag.
+    stored: Option<(bytes::Bytes, HeaderValue)>,
     /// No errors at all.
     ok: bool,
     /// Refused before execution (no `data`): a 4xx for `application/graphql-response+json`.
@@ -131,6 +133,28 @@ async fn run_one(
 ) -> Result<Executed> {
     let resolved = apq::resolve(app, viewer, body).await?;
     let operation_name = body.operation_name.as_deref().filter(|n| !n.is_empty());
+    let variables = serde_json::Value::Object(body.variables.clone().unwrap_or_default());
+    let key = cache::key(
+        &resolved.query,
+        operation_name,
+        &variables,
+        &cache::fingerprint(viewer),
+    );
+    // Only queries that passed every check, for callers with the same rows and scopes, are
+    // cached under this key: a hit is answered before parsing the document again.
+    if let Some(hit) = app.response_cache.get(&key).await {
+        let name = operation_name.or(resolved.stored_name.as_deref());
+        auth::audit::Pending::new(viewer, name, &resolved.query)
+            .finish_with(app, hit.owners, true)
+            .await?;
+        return Ok(Executed {
+            body: hit.body,
+            stored: Some((hit.bytes, hit.etag)),
+            ok: true,
+            request_error: false,
+            cache_hit: true,
+        });
+    }
     let checked = limits::check(&app.config, &resolved.query, operation_name)?;
     if is_get && checked.ty != OperationType::Query {
         return Err(Error::MethodNotAllowed(
@@ -148,14 +172,7 @@ async fn run_one(
         kind = ?checked.ty,
         "graphql operation"
     );
-    let variables = serde_json::Value::Object(body.variables.clone().unwrap_or_default());
     let cacheable = checked.ty == OperationType::Query && checked.cacheable;
-    let key = cache::key(
-        &resolved.query,
-        operation_name,
-        &variables,
-        &cache::fingerprint(viewer),
-    );
     let mut request = async_graphql::Request::new(resolved.query.clone())
         .variables(async_graphql::Variables::from_json(variables));
     if let Some(n) = operation_name {
@@ -163,17 +180,6 @@ async fn run_one(
     }
     // Every authenticated answer is audited, cached or not; a failed audit fails the request.
     let audit = auth::audit::Pending::new(viewer, name, &resolved.query);
-    if cacheable {
-        if let Some((hit, owners)) = app.response_cache.get(&key).await {
-            audit.finish_with(app, owners, true).await?;
-            return Ok(Executed {
-                body: hit,
-                ok: true,
-                request_error: false,
-                cache_hit: true,
-            });
-        }
-    }
     let snapshot = app.response_cache.snapshot(&checked.kinds);
     let context = RequestContext::new(viewer.clone(), app.store.clone(), app.page_limits());
     let owners = context.owners.clone();
@@ -201,6 +207,7 @@ async fn run_one(
     }
     Ok(Executed {
         body: json,
+        stored: None,
         ok,
         request_error,
         cache_hit: false,
@@ -226,15 +233,21 @@ fn single_response(
     } else {
         HeaderValue::from_static("no-store")
     };
-    let mut response = json_response(status, format, &executed.body, cache_control);
+    let (bytes, etag) = match executed.stored {
+        Some((bytes, etag)) => (bytes, Some(etag)),
+        None => (
+            bytes::Bytes::from(serde_json::to_vec(&*executed.body).unwrap_or_default()),
+            None,
+        ),
+    };
+    let mut response = bytes_response(status, format, bytes.clone(), cache_control);
     if executed.cache_hit {
         response
             .headers_mut()
             .insert("x-passerelle-cache", HeaderValue::from_static("hit"));
     }
     if http_cacheable {
-        let bytes = serde_json::to_vec(&*executed.body).unwrap_or_default();
-        let etag = cache::etag(&bytes);
+        let etag = etag.unwrap_or_else(|| cache::etag(&bytes));
         if cache::not_modified(&parts.headers, &etag) {
             let mut not_modified = StatusCode::NOT_MODIFIED.into_response();
             let headers = not_modified.headers_mut();
@@ -257,7 +270,16 @@ fn json_response(
     body: &serde_json::Value,
     cache_control: HeaderValue,
 ) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let bytes = bytes::Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    bytes_response(status, format, bytes, cache_control)
+}
+
+fn bytes_response(
+    status: StatusCode,
+    format: Format,
+    bytes: bytes::Bytes,
+    cache_control: HeaderValue,
+) -> Response {
     (
         status,
         [

@@ -654,39 +654,42 @@ pub fn research_facts(
     rf: &RowFilter,
     unit: &str,
 ) -> Result<Vec<ResearchFact>> {
-    let q = OutcomeQuery {
-        measures: vec![domain::OutcomeMeasure::Actual],
-        ..Default::default()
-    };
-    // Streamed row by row and folded into groups: memory follows the groups, not the figures.
-    let rows = outcome_query(rf, &q)
+    use diesel::dsl::{count_star, sum};
+    // The same row policy as `outcome_query` (the outcome and its action visible to `rf`),
+    // grouped by the database: one row per group comes back, not one per figure.
+    let visible_actions = actions::table
+        .filter(visible_to!(actions, rf))
+        .select(actions::id);
+    // Owner, action, period start, figures, sum.
+    type Group = (String, String, Option<String>, i64, Option<f64>);
+    let rows: Vec<Group> = outcomes::table
+        .filter(visible_to!(outcomes, rf))
+        .filter(outcomes::action_id.eq_any(visible_actions))
+        .filter(outcomes::measure.eq(domain::OutcomeMeasure::Actual.as_str()))
         .filter(outcomes::unit.eq(unit.to_owned()))
         .filter(outcomes::value.is_not_null())
+        .group_by((
+            outcomes::owner_partner_id,
+            outcomes::action_id,
+            outcomes::period_start,
+        ))
         .select((
             outcomes::owner_partner_id,
             outcomes::action_id,
             outcomes::period_start,
-            outcomes::value,
+            count_star(),
+            sum(outcomes::value),
         ))
-        .load_iter::<(String, String, Option<String>, Option<f64>), diesel::connection::DefaultLoadingMode>(conn)?;
-    let mut groups: HashMap<(String, String, Option<String>), (i64, f64)> = HashMap::new();
-    for row in rows {
-        let (owner, action_id, period_start, value) = row?;
-        if let Some(value) = value {
-            let g = groups.entry((owner, action_id, period_start)).or_default();
-            g.0 += 1;
-            g.1 += value;
-        }
-    }
-    Ok(groups
+        .load(conn)?;
+    Ok(rows
         .into_iter()
         .map(
-            |((owner, action_id, period_start), (records, sum))| ResearchFact {
+            |(owner, action_id, period_start, records, sum)| ResearchFact {
                 owner,
                 action_id,
                 period_start,
                 records,
-                sum,
+                sum: sum.unwrap_or(0.0),
             },
         )
         .collect())
