@@ -289,7 +289,7 @@ impl Default for Config {
             max_query_tokens: 2_000,
             max_batch_size: 10,
             execution_timeout_ms: 10_000,
-            max_concurrent_requests: 32,
+            max_concurrent_requests: 16,
             queue_timeout_ms: 500,
             public_introspection: false,
             csrf_prevention: true,

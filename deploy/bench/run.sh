@@ -20,6 +20,8 @@ DURATION="${DURATION:-10}"
 RATES="${RATES:-100 200 400 800}"  # fixed rates for the dashboard, Passerelle and peer
 FLOOR_RATES="${FLOOR_RATES:-1000 2000}"
 TOKENS="${TOKENS:-256}"
+PHASES="${PHASES:-main peer scales}"  # a subset re-runs those phases, appending to results.jsonl
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="passerelle_bench"
 # No TLS on loopback, for Passerelle and the peer alike.
@@ -30,7 +32,7 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 OUT=deploy/bench/results
 WORK=$(mktemp -d)
 mkdir -p "$OUT"
-: > "$OUT/results.jsonl"
+phase main && : > "$OUT/results.jsonl"
 
 log() { printf '==> %s\n' "$*" >&2; }
 stop_server() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null; SERVER=; true; }
@@ -53,6 +55,7 @@ seed() { # $1 = scale
 
 # $1 = "raw" (response cache off: every request runs its queries) or "default" (as shipped).
 start_server() {
+  MODE=$1
   stop_server
   if curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz"; then
     log "port $PORT is taken by another process: stop it first"; exit 1
@@ -100,11 +103,14 @@ run() { # label url body rate tokens-file [extra args...]
   local label=$1 url=$2 body=$3 rate=$4 tokens=$5; shift 5
   local auth=()
   [ -n "$tokens" ] && auth=(--tokens-file "$tokens")
+  # Each run on a fresh Passerelle process, so its peak RSS is its own, not an earlier run's.
+  [ -z "${MEASURED:-}" ] && [ -n "${MODE:-}" ] && start_server "$MODE"
   "$LOAD" --url "$url" --body "$body" --rate "$rate" --duration "$DURATION" --warmup 2 \
     --pid "${MEASURED:-$SERVER}" --label "$label" "${auth[@]}" "$@" | tee -a "$OUT/results.jsonl" >&2
 }
 
 GQL="http://127.0.0.1:$PORT/graphql"
+if phase main; then
 seed "$SCALE"
 start_server raw
 log "minting $TOKENS tokens per scope set"
@@ -155,23 +161,26 @@ run "floor-get@max" "$FLOOR_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PR
 run "apq-dashboard@max" "$APQ_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PREFLIGHT[@]}"
 run "research-cached@max" "$GQL" "$RESEARCH" 0 "$WORK/research.tokens" --concurrency 32
 stop_server
+fi
 
-if command -v npm >/dev/null; then
+if phase peer && command -v npm >/dev/null; then
   log "peer: PostGraphile on the same database"
   (cd deploy/bench && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; })
   deploy/bench/node_modules/.bin/postgraphile -c "$PG_URL" --schema public --port "$PEER_PORT" \
     --disable-query-log >/dev/null 2>&1 &
   PEER=$!
   for _ in $(seq 1 100); do curl -sf -o /dev/null -X POST "http://127.0.0.1:$PEER_PORT/graphql" -H 'content-type: application/json' -d '{"query":"{__typename}"}' && break; sleep 0.2; done
-  MEASURED=$(pgrep -P "$PEER" | head -1); MEASURED=${MEASURED:-$PEER}
+  MEASURED=$(pgrep -P "$PEER" | head -1 || true); MEASURED=${MEASURED:-$PEER}
   # The same dashboard: a page of the partner's public actions with outcomes and partners.
   PEER_Q='{"query":"query Dashboard($p: String!) { allActions(first: 20, orderBy: [TITLE_ASC, ID_ASC], condition: { ownerPartnerId: $p, visibility: \"public\" }) { nodes { id title startsOn outcomesByActionId { nodes { indicator value unit } } partnershipsByActionId { nodes { partnershipMembersByPartnershipId { nodes { role actorByActorId { name } } } } } } pageInfo { hasNextPage endCursor } } }","variables":{"p":"synthetic-0000"}}'
   run "peer-dashboard@max" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" 0 "" --concurrency 32
   for rate in $RATES; do run "peer-dashboard@$rate" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" "$rate" ""; done
   kill "$PEER" 2>/dev/null; PEER=; MEASURED=
 fi
+MODE=
 
-log "data scale sweep: $SCALES"
+phase scales || SCALES=""
+[ -n "$SCALES" ] && log "data scale sweep: $SCALES"
 for scale in $SCALES; do
   seed "$scale"
   start_server raw
