@@ -443,10 +443,34 @@ async fn health_readiness_metrics_and_http_errors(app: TestApp) {
         let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
         let head = "POST /graphql HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n";
         stream.write_all(head.as_bytes()).await.unwrap();
-        let mut buf = vec![0u8; 64];
+        let mut buf = vec![0u8; 2048];
         let n = stream.read(&mut buf).await.unwrap();
-        let status_line = String::from_utf8_lossy(&buf[..n]).to_string();
-        assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        // With our error body and its stable code, not the limit layer's plain text.
+        assert!(answer.contains("application/json"), "{answer}");
+        assert!(
+            answer.contains("\"code\":\"PAYLOAD_TOO_LARGE\""),
+            "{answer}"
+        );
+    }
+    // A chunked body, without a length, is cut off once it outgrows the limit.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = "POST /graphql HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 1024 * 1024 + 10];
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        let _ = stream.write_all(&chunk).await;
+        let mut buf = vec![0u8; 2048];
+        let n = stream.read(&mut buf).await.unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
     }
 
     let res = app

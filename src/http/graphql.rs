@@ -83,7 +83,14 @@ async fn pipeline(
     } else {
         let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
             .await
-            .map_err(|_| Error::BadRequest("the request body is too large or unreadable".into()))?;
+            .map_err(|e| {
+                // A body without a length that outgrows the limit, or a client that went away.
+                if format!("{e:?}").contains("LengthLimitError") {
+                    Error::PayloadTooLarge("the request body is larger than max_body_bytes".into())
+                } else {
+                    Error::BadRequest("the request body could not be read".into())
+                }
+            })?;
         extract::from_post(&parts.headers, &bytes)?
     };
     if incoming.batch {

@@ -68,6 +68,7 @@ pub fn router(app: App) -> Router {
         )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(axum::middleware::map_response(too_large_with_code))
         .layer(TimeoutLayer::with_status_code(service_unavailable, timeout));
     // Import files stream to disk under their own limits (`import_max_bytes`, checked by the
     // handler, and `import_timeout_secs`), not the 1 MiB GraphQL body limit.
@@ -91,6 +92,22 @@ pub fn router(app: App) -> Router {
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The body limit's own 413 is plain text: answer it with our error body and stable code.
+async fn too_large_with_code(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ours = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !ours {
+        return crate::error::Error::PayloadTooLarge(
+            "the request body is larger than max_body_bytes".into(),
+        )
+        .into_response();
+    }
+    response
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish for up to
