@@ -201,6 +201,16 @@ async fn a_burst_of_answers_is_audited_in_full(app: TestApp) {
     while let Some(done) = burst.join_next().await {
         done.unwrap();
     }
+    // The same document again is answered from the response cache, and audited by the same name.
+    let again = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(&reader)
+        .json(&json!({ "query": "query Burst0 { actors(first: 1) { totalCount } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["x-passerelle-cache"], "hit");
     let data = app
         .data_as(
             &admin,
@@ -219,6 +229,7 @@ async fn a_burst_of_answers_is_audited_in_full(app: TestApp) {
         })
         .collect();
     burst.sort();
+    assert_eq!(burst.iter().filter(|o| *o == "Burst0").count(), 2, "{data}");
     burst.dedup();
     assert_eq!(burst.len(), 40, "{data}");
 }

@@ -219,10 +219,6 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn add(&mut self, value: f64) {
-        self.records += 1;
-        self.sum += value;
-    }
     fn merge(&mut self, other: Tally) {
         self.records += other.records;
         self.sum += other.sum;

@@ -112,6 +112,8 @@ pub struct Hit {
     /// `body` as sent, and its ETag: a hit is answered without serializing or hashing again.
     pub bytes: bytes::Bytes,
     pub etag: HeaderValue,
+    /// The operation's name, as the audit log records it.
+    pub operation: Option<String>,
     /// The partners whose records the answer holds, for the audit log of later hits.
     pub owners: BTreeSet<String>,
 }
@@ -160,6 +162,7 @@ impl ResponseCache {
         &self,
         key: String,
         body: Arc<serde_json::Value>,
+        operation: Option<String>,
         owners: BTreeSet<String>,
         snapshot: Snapshot,
     ) {
@@ -171,6 +174,7 @@ impl ResponseCache {
                         etag: etag(&bytes),
                         bytes,
                         body,
+                        operation,
                         owners,
                     },
                     snapshot,

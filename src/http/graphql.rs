@@ -53,6 +53,18 @@ pub async fn caller(app: &App, parts: &Parts) -> std::result::Result<Viewer, aut
     }
 }
 
+/// Whether reading a body failed because it passed the body limit (`RequestBodyLimitLayer`).
+fn outgrew_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// One operation's answer.
 struct Executed {
     body: Arc<serde_json::Value>,
@@ -85,7 +97,7 @@ async fn pipeline(
             .await
             .map_err(|e| {
                 // A body without a length that outgrows the limit, or a client that went away.
-                if format!("{e:?}").contains("LengthLimitError") {
+                if outgrew_limit(&e) {
                     Error::PayloadTooLarge("the request body is larger than max_body_bytes".into())
                 } else {
                     Error::BadRequest("the request body could not be read".into())
@@ -150,8 +162,8 @@ async fn run_one(
     // Only queries that passed every check, for callers with the same rows and scopes, are
     // cached under this key: a hit is answered before parsing the document again.
     if let Some(hit) = app.response_cache.get(&key).await {
-        let name = operation_name.or(resolved.stored_name.as_deref());
-        auth::audit::Pending::new(viewer, name, &resolved.query)
+        // Audited under the name the miss that stored it found in the document.
+        auth::audit::Pending::new(viewer, hit.operation.as_deref(), &resolved.query)
             .finish_with(app, hit.owners, true)
             .await?;
         return Ok(Executed {
@@ -209,7 +221,7 @@ async fn run_one(
     let json = Arc::new(json);
     if cacheable && ok {
         app.response_cache
-            .put(key, json.clone(), owners, snapshot)
+            .put(key, json.clone(), name.map(str::to_owned), owners, snapshot)
             .await;
     }
     Ok(Executed {
