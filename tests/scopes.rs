@@ -234,8 +234,68 @@ async fn a_burst_of_answers_is_audited_in_full(app: TestApp) {
     assert_eq!(burst.len(), 40, "{data}");
 }
 
+/// Exports are audited like GraphQL answers, with the partners whose records they return.
+async fn exports_are_audited(app: TestApp) {
+    app.seed().await;
+    let reader = app.token("caravan", "read").await;
+    let admin = app.token("anvita", "admin").await;
+    let res = app
+        .http
+        .get(app.url("/export/actions"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let exported = res.text().await.unwrap();
+    let data = app
+        .data_as(
+            &admin,
+            "{ auditLog(last: 20) { operation clientId partner returnedPartners } }",
+            json!({}),
+        )
+        .await;
+    let entry = data["auditLog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["operation"] == "GET /export/actions")
+        .unwrap_or_else(|| panic!("the export is in the log: {data}"))
+        .clone();
+    assert_eq!(entry["partner"], "caravan");
+    let returned: Vec<String> = entry["returnedPartners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    // Exactly the owners of the actions the reader may see, as GraphQL shows them.
+    let seen = app
+        .data_as(
+            &reader,
+            "{ actions(first: 100) { totalCount nodes { owner { slug } } } }",
+            json!({}),
+        )
+        .await;
+    let mut owners: Vec<String> = seen["actions"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["owner"]["slug"].as_str().unwrap().to_owned())
+        .collect();
+    owners.sort();
+    owners.dedup();
+    assert!(owners.contains(&"caravan".to_owned()));
+    assert_eq!(returned, owners, "{entry}");
+    assert_eq!(
+        exported.lines().count() as i64,
+        seen["actions"]["totalCount"].as_i64().unwrap()
+    );
+}
+
 backend_tests!(
     sensitive_fields_need_read_sensitive,
     authenticated_requests_are_audited_and_admin_reads_them,
     a_burst_of_answers_is_audited_in_full,
+    exports_are_audited,
 );

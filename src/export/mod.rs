@@ -30,6 +30,19 @@ pub enum ExportKind {
     Partnerships,
 }
 
+impl ExportKind {
+    /// The kind of record exported.
+    pub fn entity(self) -> crate::storage::EntityKind {
+        use crate::storage::EntityKind;
+        match self {
+            ExportKind::Actors => EntityKind::Actor,
+            ExportKind::Actions => EntityKind::Action,
+            ExportKind::Outcomes => EntityKind::Outcome,
+            ExportKind::Partnerships => EntityKind::Partnership,
+        }
+    }
+}
+
 impl std::str::FromStr for ExportKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

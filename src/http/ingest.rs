@@ -137,7 +137,9 @@ pub async fn import_handler(State(app): State<App>, request: Request) -> Respons
         }
         let file = spool(body, limit).await?;
         let input = std::io::BufReader::with_capacity(64 * 1024, file);
-        import_input(&app, &viewer, partner, format, input).await
+        let report = import_input(&app, &viewer, partner.clone(), format, input).await?;
+        audited(&app, &viewer, "POST /import", [partner].into()).await?;
+        Ok(report)
     }
     .await;
     match result {
@@ -188,8 +190,33 @@ pub async fn export_handler(
         Ok(v) => v,
         Err(refused) => return refused,
     };
-    export_as(&app, &viewer, &kind, params.format.as_deref())
-        .unwrap_or_else(IntoResponse::into_response)
+    let audited = async {
+        let parsed: ExportKind = kind.parse()?;
+        let rows = viewer.row_filter();
+        let owners = app
+            .store
+            .run(move |c| crate::storage::queries::visible_owners(c, &rows, parsed.entity()))
+            .await?;
+        audited(&app, &viewer, &format!("GET /export/{kind}"), owners).await
+    };
+    match audited.await {
+        Ok(()) => export_as(&app, &viewer, &kind, params.format.as_deref())
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Records an authenticated request outside GraphQL in the audit log, before answering it: a
+/// failure refuses the request (nothing is answered unaudited); anonymous calls are not logged.
+async fn audited(
+    app: &App,
+    viewer: &Viewer,
+    operation: &str,
+    partners: std::collections::BTreeSet<String>,
+) -> Result<()> {
+    crate::auth::audit::Pending::new(viewer, Some(operation), "")
+        .finish_with(app, partners, true)
+        .await
 }
 
 #[derive(Deserialize)]
@@ -244,6 +271,16 @@ pub async fn export_aggregates_handler(
         Ok(v) => v,
         Err(refused) => return refused,
     };
+    // Aggregates return no partner's records, only suppressed counts and sums.
+    let operation = format!(
+        "GET /export/aggregates?by={}",
+        params.by.as_deref().unwrap_or("all")
+    );
+    if viewer.has_scope(RESEARCH) {
+        if let Err(e) = audited(&app, &viewer, &operation, Default::default()).await {
+            return e.into_response();
+        }
+    }
     export_aggregates_as(
         &app,
         &viewer,

@@ -10,7 +10,7 @@ use super::connection::MultiBackend;
 use super::rows::*;
 use super::schema::*;
 use super::visibility::visible_to;
-use super::AnyConnection;
+use super::{AnyConnection, EntityKind};
 use crate::domain::{self, RowFilter};
 use crate::error::Result;
 
@@ -693,4 +693,33 @@ pub fn research_facts(
             },
         )
         .collect())
+}
+
+/// The partners owning at least one record of `kind` that `rf` lets its viewer read: whose
+/// records an export of that kind returns, for the audit log (one statement).
+pub fn visible_owners(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    kind: EntityKind,
+) -> Result<std::collections::BTreeSet<String>> {
+    let owners: Vec<String> = match kind {
+        EntityKind::Partner => Vec::new(),
+        EntityKind::Actor => actor_query(rf, &Default::default())
+            .select(actors::owner_partner_id)
+            .distinct()
+            .load(conn)?,
+        EntityKind::Action => action_query(rf, &Default::default())
+            .select(actions::owner_partner_id)
+            .distinct()
+            .load(conn)?,
+        EntityKind::Outcome => outcome_query(rf, &Default::default())
+            .select(outcomes::owner_partner_id)
+            .distinct()
+            .load(conn)?,
+        EntityKind::Partnership => partnership_query(rf, &Default::default())
+            .select(partnerships::owner_partner_id)
+            .distinct()
+            .load(conn)?,
+    };
+    Ok(owners.into_iter().collect())
 }
