@@ -2,6 +2,8 @@
 //! stored only as an Argon2id hash; checking it is constant-time (argon2's verifier compares
 //! digests in constant time, and an unknown client id still pays for one verification).
 
+use std::collections::BTreeSet;
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,7 +14,7 @@ use ring::rand::SecureRandom;
 use super::{parse_scopes, Scopes};
 use crate::app::now;
 use crate::error::{Error, FieldError, Result};
-use crate::storage::schema::{oauth_clients, partners};
+use crate::storage::schema::{oauth_clients, partners, revoked_tokens, sharing_agreements};
 use crate::storage::AnyConnection;
 
 /// A client as stored, without its secret hash.
@@ -133,6 +135,44 @@ pub fn active(conn: &mut AnyConnection, id: &str) -> Result<Option<Client>> {
         .first(conn)
         .optional()?;
     Ok(row.map(client))
+}
+
+/// In one statement, what a request with a verified token runs as: the active client `id`
+/// unless token `jti` has been revoked, with the partners sharing with the client's partner on
+/// `day` (`YYYY-MM-DD`, as `sharing::grantors_for` reads them).
+pub fn session(
+    conn: &mut AnyConnection,
+    id: &str,
+    jti: &str,
+    day: &str,
+) -> Result<Option<(Client, BTreeSet<String>)>> {
+    use diesel::dsl::{exists, not};
+    let sharing = sharing_agreements::grantee_partner_id
+        .eq(oauth_clients::partner_id)
+        .and(sharing_agreements::starts_on.le(day))
+        .and(
+            sharing_agreements::ends_on
+                .is_null()
+                .or(sharing_agreements::ends_on.ge(day)),
+        );
+    let rows: Vec<(Row, Option<String>)> = oauth_clients::table
+        .left_join(sharing_agreements::table.on(sharing))
+        .filter(oauth_clients::id.eq(id))
+        .filter(oauth_clients::revoked_at.is_null())
+        .filter(not(exists(
+            revoked_tokens::table.filter(revoked_tokens::jti.eq(jti)),
+        )))
+        .select((COLUMNS, sharing_agreements::grantor_partner_id.nullable()))
+        .load(conn)?;
+    let mut rows = rows.into_iter();
+    let Some((row, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let grantors = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, g)| g))
+        .collect();
+    Ok(Some((client(row), grantors)))
 }
 
 /// Revokes a client: it can no longer obtain tokens, and the tokens it holds stop working.

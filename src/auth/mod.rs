@@ -169,11 +169,13 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Viewer, Auth
     let found = app
         .store
         .run(move |conn| {
-            let Some(client) = tokens::still_valid(conn, &claims)? else {
-                return Ok(None);
-            };
-            let shared_by = sharing::grantors_for(conn, &client.partner, &sharing::today())?;
-            Ok(Some((claims, client, shared_by)))
+            // The client still active, the token not revoked, and who shares with the client's
+            // partner today: one statement.
+            let session =
+                clients::session(conn, &claims.client_id, &claims.jti, &sharing::today())?;
+            Ok(session
+                .filter(|(client, _)| client.partner == claims.partner)
+                .map(|(client, shared_by)| (claims, client, shared_by)))
         })
         .await?;
     let Some((claims, client, shared_by)) = found else {
