@@ -119,4 +119,83 @@ async fn statements_per_page_do_not_grow_with_page_size(app: TestApp) {
     );
 }
 
-backend_tests!(statements_per_page_do_not_grow_with_page_size);
+/// Themes, places and disaggregations cost a statement each per page: a document that never
+/// names them does not pay for them, and one that names them anywhere (a fragment too) gets
+/// them whole.
+async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp) {
+    app.app
+        .store
+        .run(|c| {
+            let w = writer("bulk");
+            writes::upsert_partner(c, &partner("bulk"), "t")?;
+            for i in 0..3 {
+                let a = action(&format!("bulk-action-{i}"), "bulk", Visibility::Public);
+                writes::upsert_action(c, &w, &a, "t")?;
+                writes::upsert_outcome(
+                    c,
+                    &w,
+                    &outcome(
+                        &format!("bulk-outcome-{i}"),
+                        "bulk",
+                        &a.id,
+                        Visibility::Public,
+                    ),
+                    "t",
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    // Over HTTP, as the GraphQL endpoint decides what a document names.
+    let cost = |query: &'static str| {
+        let app = &app;
+        async move {
+            let before = app.statements();
+            let (status, _, body) = app
+                .graphql_with_test_viewer(
+                    "partner=bulk;scopes=read,read:sensitive",
+                    query,
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            (app.statements() - before, body)
+        }
+    };
+    let (bare, body) = cost("{ actions { nodes { title outcomes { indicator } } } }").await;
+    assert_eq!(
+        body["data"]["actions"]["nodes"].as_array().unwrap().len(),
+        3,
+        "{body}"
+    );
+    let (full, body) = cost(
+        "{ actions { nodes { title ...Where outcomes { indicator disaggregations { category } } } } }
+         fragment Where on Action { themes places { name } }",
+    )
+    .await;
+    assert_eq!(
+        full,
+        bare + 3,
+        "themes, places and disaggregations: one statement each"
+    );
+    for node in body["data"]["actions"]["nodes"].as_array().unwrap() {
+        assert_eq!(node["themes"], json!(["testing"]), "{body}");
+        assert!(!node["places"].as_array().unwrap().is_empty(), "{body}");
+        let cells = &node["outcomes"][0]["disaggregations"];
+        assert!(!cells.as_array().unwrap().is_empty(), "{body}");
+    }
+    // Each is read on its own: naming only themes does not read places or disaggregations.
+    let (themes, body) = cost("{ actions { nodes { themes outcomes { indicator } } } }").await;
+    assert_eq!(themes, bare + 1);
+    assert_eq!(
+        body["data"]["actions"]["nodes"][0]["themes"],
+        json!(["testing"])
+    );
+}
+
+backend_tests!(
+    statements_per_page_do_not_grow_with_page_size,
+    satellite_rows_are_read_only_when_the_document_names_them
+);

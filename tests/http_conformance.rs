@@ -324,7 +324,49 @@ async fn mutations_invalidate_cached_answers(app: TestApp) {
     assert_eq!(count(&retired), count(&public_before));
 }
 
+/// Answers list fields in the order the document asks for them (GraphQL spec, "Serialized Map
+/// Ordering"), in single answers and in batches alike.
+async fn answers_keep_the_documents_field_order(app: TestApp) {
+    app.seed().await;
+    let raw = |body: Value| {
+        let app = &app;
+        async move {
+            let res = app
+                .http
+                .post(app.url("/graphql"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.text().await.unwrap()
+        }
+    };
+    let text =
+        raw(json!({ "query": "{ partners { slug name } zz: __typename aa: __typename }" })).await;
+    assert!(
+        text.starts_with(r#"{"data":{"partners":[{"slug":"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""zz":"Query","aa":"Query"}"#), "{text}");
+    let text = raw(json!({ "query": "{ partners { name slug } }" })).await;
+    assert!(
+        text.starts_with(r#"{"data":{"partners":[{"name":"#),
+        "{text}"
+    );
+    let text = raw(json!([
+        { "query": "{ b: __typename a: __typename }" },
+        { "query": "{ a: __typename b: __typename }" }
+    ]))
+    .await;
+    assert_eq!(
+        text,
+        r#"[{"data":{"b":"Query","a":"Query"}},{"data":{"a":"Query","b":"Query"}}]"#
+    );
+}
+
 backend_tests!(
+    answers_keep_the_documents_field_order,
     content_negotiation_and_status_codes,
     get_runs_queries_only,
     get_answers_are_cacheable_by_visibility_with_etags,

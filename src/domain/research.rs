@@ -90,7 +90,8 @@ fn programmes(
         if wanted.is_empty() {
             break;
         }
-        let found = queries::actions_by_ids(conn, rf, &wanted)?;
+        // Only the parent links are needed here.
+        let found = queries::actions_by_ids(conn, rf, queries::Detail::NONE, &wanted)?;
         wanted = found
             .iter()
             .filter_map(|a| a.parent_action_id.clone())
@@ -144,7 +145,7 @@ pub fn aggregate(
     };
     let actions: HashMap<String, Action> = match by {
         AggregateDimension::Theme | AggregateDimension::Territory => {
-            queries::actions_by_ids(conn, &rf, &action_ids)?
+            queries::actions_by_ids(conn, &rf, queries::Detail::FULL, &action_ids)?
                 .into_iter()
                 .map(|a| (a.id.clone(), a))
                 .collect()

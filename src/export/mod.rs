@@ -114,6 +114,7 @@ fn page(
             queries::actions_page(
                 conn,
                 rows,
+                queries::Detail::FULL,
                 &Default::default(),
                 queries::ActionSort::Title,
                 &request,
@@ -121,7 +122,13 @@ fn page(
             |r| &r.id,
         ),
         ExportKind::Outcomes => keyed(
-            queries::outcomes_page(conn, rows, &Default::default(), &request)?,
+            queries::outcomes_page(
+                conn,
+                rows,
+                queries::Detail::FULL,
+                &Default::default(),
+                &request,
+            )?,
             |r| &r.id,
         ),
         ExportKind::Partnerships => keyed(

@@ -249,8 +249,9 @@ impl ActionQueries {
             ActionOrderField::StartsOn => ActionSort::Start,
         };
         let q = query.clone();
+        let detail = rc.detail;
         let rows = rc
-            .read(move |c, rf| queries::actions_page(c, rf, &q, sort, &page))
+            .read(move |c, rf| queries::actions_page(c, rf, detail, &q, sort, &page))
             .await?;
         let in_page: Vec<domain::Action> = rows.iter().take(size).map(|(_, a)| a.clone()).collect();
         super::prefetch::actions(ctx, rc, &in_page).await?;

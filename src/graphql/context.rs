@@ -13,6 +13,7 @@ use super::loaders::*;
 use super::pagination::PageLimits;
 use crate::domain::{self, RowFilter, Viewer};
 use crate::error::{Error, Result};
+use crate::storage::queries::Detail;
 use crate::storage::{AnyConnection, Store};
 
 pub struct RequestContext {
@@ -20,6 +21,9 @@ pub struct RequestContext {
     pub rows: RowFilter,
     pub store: Store,
     pub limits: PageLimits,
+    /// The satellite rows (themes, places, disaggregations) the document can ask for: reads
+    /// skip the others. Decided once for the whole document, so every loader agrees.
+    pub detail: Detail,
     pub loaders: Loaders,
     /// The partners whose records this request has read, for the audit log.
     pub owners: OwnerLog,
@@ -94,12 +98,19 @@ pub struct Loaders {
 }
 
 impl RequestContext {
+    /// A context whose reads load every satellite row.
     pub fn new(viewer: Viewer, store: Store, limits: PageLimits) -> Self {
+        Self::for_document(viewer, store, limits, Detail::FULL)
+    }
+
+    /// A context for a document that can ask for `detail` and no more.
+    pub fn for_document(viewer: Viewer, store: Store, limits: PageLimits, detail: Detail) -> Self {
         let rows = viewer.row_filter();
         let owners = OwnerLog::default();
         let scope = LoaderScope {
             store: store.clone(),
             rows: rows.clone(),
+            detail,
             owners: owners.clone(),
         };
         let loaders = Loaders {
@@ -122,6 +133,7 @@ impl RequestContext {
             rows,
             store,
             limits,
+            detail,
             loaders,
             owners,
         }

@@ -7,13 +7,15 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 
 use crate::domain::{self, RowFilter};
-use crate::storage::queries::{self, PartnershipQuery};
+use crate::storage::queries::{self, Detail, PartnershipQuery};
 use crate::storage::Store;
 
 #[derive(Clone)]
 pub struct LoaderScope {
     pub store: Store,
     pub rows: RowFilter,
+    /// The satellite rows this request's document can ask for.
+    pub detail: Detail,
     pub owners: super::context::OwnerLog,
 }
 
@@ -24,16 +26,18 @@ impl LoaderScope {
         F: FnOnce(
                 &mut crate::storage::AnyConnection,
                 &RowFilter,
+                Detail,
                 &[String],
             ) -> crate::error::Result<Vec<T>>
             + Send
             + 'static,
     {
         let rows = self.rows.clone();
+        let detail = self.detail;
         let keys = keys.to_vec();
         let found = self
             .store
-            .run(move |conn| f(conn, &rows, &keys))
+            .run(move |conn| f(conn, &rows, detail, &keys))
             .await
             .map_err(async_graphql::Error::from)?;
         self.owners.note(&found);
@@ -95,7 +99,7 @@ impl Loader<String> for PartnerById {
         // Partners are public: their names are what every record's `owner` shows.
         let found = self
             .0
-            .load_many(keys, |c, _, ids| queries::partners_by_ids(c, ids))
+            .load_many(keys, |c, _, _, ids| queries::partners_by_ids(c, ids))
             .await?;
         Ok(found.into_iter().map(|p| (p.id.clone(), p)).collect())
     }
@@ -114,7 +118,10 @@ impl Loader<String> for ActorById {
         &self,
         keys: &[String],
     ) -> Result<HashMap<String, Option<domain::Actor>>, Self::Error> {
-        let found = self.0.load_many(keys, queries::actors_by_ids).await?;
+        let found = self
+            .0
+            .load_many(keys, |c, rf, _, ids| queries::actors_by_ids(c, rf, ids))
+            .await?;
         let mut answers: HashMap<String, Option<domain::Actor>> =
             keys.iter().map(|k| (k.clone(), None)).collect();
         for a in found {
@@ -125,11 +132,9 @@ impl Loader<String> for ActorById {
 }
 by_id_loader!(ActionById, domain::Action, queries::actions_by_ids);
 by_id_loader!(OutcomeById, domain::Outcome, queries::outcomes_by_ids);
-by_id_loader!(
-    PartnershipById,
-    domain::Partnership,
-    queries::partnerships_by_ids
-);
+by_id_loader!(PartnershipById, domain::Partnership, |c, rf, _, ids| {
+    queries::partnerships_by_ids(c, rf, ids)
+});
 
 grouped_loader!(
     OutcomesByAction,
@@ -146,7 +151,7 @@ grouped_loader!(
 grouped_loader!(
     PartnershipsByAction,
     domain::Partnership,
-    |c, rf, ids| queries::partnerships_for(
+    |c, rf, _, ids| queries::partnerships_for(
         c,
         rf,
         &PartnershipQuery {
@@ -159,7 +164,7 @@ grouped_loader!(
 grouped_loader!(
     PartnershipsByActor,
     domain::Partnership,
-    |c, rf, ids| queries::partnerships_for(
+    |c, rf, _, ids| queries::partnerships_for(
         c,
         rf,
         &PartnershipQuery {

@@ -163,8 +163,9 @@ impl OutcomeQueries {
         let (page, size) = page_request(rc.limits, first, after, direction.unwrap_or_default())?;
         let query = filter.unwrap_or_default().into_query()?;
         let q = query.clone();
+        let detail = rc.detail;
         let rows = rc
-            .read(move |c, rf| queries::outcomes_page(c, rf, &q, &page))
+            .read(move |c, rf| queries::outcomes_page(c, rf, detail, &q, &page))
             .await?;
         rc.owners.note(rows.iter().take(size));
         Ok(OutcomeConnection::new(

@@ -96,11 +96,12 @@ pub async fn actions(
         .collect();
     let owner_ids: Vec<String> = page.iter().map(|a| a.owner.clone()).collect();
     let ids_for_read = ids.clone();
+    let detail = rc.detail;
     let loaded = rc
         .read(move |c, rf| {
             let mut l = Loaded::default();
             if plan.outcomes {
-                l.outcomes = queries::outcomes_by_actions(c, rf, &ids_for_read)?;
+                l.outcomes = queries::outcomes_by_actions(c, rf, detail, &ids_for_read)?;
             }
             if plan.partnerships {
                 let q = PartnershipQuery {
@@ -123,10 +124,10 @@ pub async fn actions(
                 }
             }
             if plan.sub_actions {
-                l.sub_actions = queries::actions_by_parents(c, rf, &ids_for_read)?;
+                l.sub_actions = queries::actions_by_parents(c, rf, detail, &ids_for_read)?;
             }
             if plan.parents && !parent_ids.is_empty() {
-                l.parents = queries::actions_by_ids(c, rf, &parent_ids)?;
+                l.parents = queries::actions_by_ids(c, rf, detail, &parent_ids)?;
             }
             if plan.owners {
                 l.owners = queries::partners_by_ids(c, &owner_ids)?;

@@ -108,8 +108,7 @@ struct Entry {
 /// A cached answer, serialized once when it was stored.
 #[derive(Clone)]
 pub struct Hit {
-    pub body: Arc<serde_json::Value>,
-    /// `body` as sent, and its ETag: a hit is answered without serializing or hashing again.
+    /// The answer as sent, and its ETag: a hit is answered without serializing or hashing again.
     pub bytes: bytes::Bytes,
     pub etag: HeaderValue,
     /// The operation's name, as the audit log records it.
@@ -161,19 +160,17 @@ impl ResponseCache {
     pub async fn put(
         &self,
         key: String,
-        body: Arc<serde_json::Value>,
+        bytes: bytes::Bytes,
         operation: Option<String>,
         owners: BTreeSet<String>,
         snapshot: Snapshot,
     ) {
         if let Some(cache) = &self.cache {
             if self.fresh(&snapshot) {
-                let bytes = bytes::Bytes::from(serde_json::to_vec(&*body).unwrap_or_default());
                 let entry = Entry {
                     hit: Hit {
                         etag: etag(&bytes),
                         bytes,
-                        body,
                         operation,
                         owners,
                     },

@@ -8,7 +8,6 @@
 //! 6. `cache`: the response cache, then execution with a timeout, then HTTP caching headers.
 
 use std::any::Any;
-use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
@@ -19,7 +18,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::negotiate::{negotiate, Format};
-use super::{apq, cache, extract, limits};
+use super::{apq, cache, extract, limits, order};
 use crate::app::App;
 use crate::auth;
 use crate::domain::Viewer;
@@ -65,16 +64,26 @@ fn outgrew_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// One operation's answer.
+/// One operation's answer, serialized once.
 struct Executed {
-    body: Arc<serde_json::Value>,
-    /// A cache hit's serialized body and ETag.
-    stored: Option<(bytes::Bytes, HeaderValue)>,
+    /// The body as sent: straight from async-graphql's response, so the fields come in the
+    /// order the document asked for them (GraphQL spec, "Serialized Map Ordering").
+    bytes: bytes::Bytes,
+    /// A cache hit's ETag.
+    etag: Option<HeaderValue>,
     /// No errors at all.
     ok: bool,
     /// Refused before execution (no `data`): a 4xx for `application/graphql-response+json`.
     request_error: bool,
     cache_hit: bool,
+}
+
+/// A request error's body: no `data` entry at all (GraphQL-over-HTTP).
+#[derive(serde::Serialize)]
+struct RequestErrorBody<'a> {
+    errors: &'a [async_graphql::ServerError],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
 }
 
 async fn pipeline(
@@ -129,17 +138,25 @@ async fn pipeline(
             app, parts, viewer, format, is_get, executed,
         ));
     }
-    let items: Vec<serde_json::Value> = results
-        .into_iter()
-        .map(|r| match r {
-            Ok(e) => (*e.body).clone(),
-            Err(e) => e.graphql_body(),
-        })
-        .collect();
-    Ok(json_response(
+    // The answers as they were serialized, joined into one JSON array.
+    let mut array = Vec::with_capacity(2 + results.iter().map(answer_len).sum::<usize>());
+    array.push(b'[');
+    for (i, r) in results.into_iter().enumerate() {
+        if i > 0 {
+            array.push(b',');
+        }
+        match r {
+            Ok(e) => array.extend_from_slice(&e.bytes),
+            Err(e) => {
+                array.extend_from_slice(&serde_json::to_vec(&e.graphql_body()).unwrap_or_default())
+            }
+        }
+    }
+    array.push(b']');
+    Ok(bytes_response(
         StatusCode::OK,
         format,
-        &serde_json::Value::Array(items),
+        bytes::Bytes::from(array),
         HeaderValue::from_static("no-store"),
     ))
 }
@@ -167,8 +184,8 @@ async fn run_one(
             .finish_with(app, hit.owners, true)
             .await?;
         return Ok(Executed {
-            body: hit.body,
-            stored: Some((hit.bytes, hit.etag)),
+            bytes: hit.bytes,
+            etag: Some(hit.etag),
             ok: true,
             request_error: false,
             cache_hit: true,
@@ -200,37 +217,57 @@ async fn run_one(
     // Every authenticated answer is audited, cached or not; a failed audit fails the request.
     let audit = auth::audit::Pending::new(viewer, name, &resolved.query);
     let snapshot = app.response_cache.snapshot(&checked.kinds);
-    let context = RequestContext::new(viewer.clone(), app.store.clone(), app.page_limits());
+    let context = RequestContext::for_document(
+        viewer.clone(),
+        app.store.clone(),
+        app.page_limits(),
+        checked.detail,
+    );
     let owners = context.owners.clone();
     let timeout = std::time::Duration::from_millis(app.config.execution_timeout_ms);
-    let response = tokio::time::timeout(timeout, app.schema.execute(request.data(context)))
+    let mut response = tokio::time::timeout(timeout, app.schema.execute(request.data(context)))
         .await
         .map_err(|_| Error::Timeout)?;
     let ok = response.errors.is_empty();
     let owners = owners.snapshot();
     audit.finish_with(app, owners.clone(), ok).await?;
     let request_error = !ok && response.data == async_graphql::Value::Null;
-    let mut json = serde_json::to_value(&response).map_err(Error::internal)?;
-    limits::response_codes(&mut json, request_error);
-    if request_error {
-        // A request error has no `data` entry at all (GraphQL-over-HTTP).
-        if let Some(object) = json.as_object_mut() {
-            object.remove("data");
-        }
+    if let Some(operation) = checked.operation() {
+        order::by_document(&checked.document, operation, &mut response.data);
     }
-    let json = Arc::new(json);
+    limits::response_codes(&mut response.errors, request_error);
+    let serialized = if request_error {
+        serde_json::to_vec(&RequestErrorBody {
+            errors: &response.errors,
+            extensions: &response.extensions,
+        })
+    } else {
+        serde_json::to_vec(&response)
+    };
+    let bytes = bytes::Bytes::from(serialized.map_err(Error::internal)?);
     if cacheable && ok {
         app.response_cache
-            .put(key, json.clone(), name.map(str::to_owned), owners, snapshot)
+            .put(
+                key,
+                bytes.clone(),
+                name.map(str::to_owned),
+                owners,
+                snapshot,
+            )
             .await;
     }
     Ok(Executed {
-        body: json,
-        stored: None,
+        bytes,
+        etag: None,
         ok,
         request_error,
         cache_hit: false,
     })
+}
+
+/// The length of an answer in a batch.
+fn answer_len(r: &Result<Executed>) -> usize {
+    r.as_ref().map_or(128, |e| e.bytes.len() + 1)
 }
 
 fn single_response(
@@ -252,13 +289,7 @@ fn single_response(
     } else {
         HeaderValue::from_static("no-store")
     };
-    let (bytes, etag) = match executed.stored {
-        Some((bytes, etag)) => (bytes, Some(etag)),
-        None => (
-            bytes::Bytes::from(serde_json::to_vec(&*executed.body).unwrap_or_default()),
-            None,
-        ),
-    };
+    let Executed { bytes, etag, .. } = executed;
     let mut response = bytes_response(status, format, bytes.clone(), cache_control);
     if executed.cache_hit {
         response

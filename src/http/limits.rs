@@ -11,6 +11,7 @@ use async_graphql::parser::types::{
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::storage::queries::Detail;
 use crate::storage::EntityKind;
 
 /// What the checks learnt about the operation that will run.
@@ -25,6 +26,19 @@ pub struct Checked {
     /// Whether its answer may be cached: only documents whose every root field is a read of
     /// records whose kinds are known (never `auditLog`, which changes with every request).
     pub cacheable: bool,
+    /// The satellite rows any operation or fragment of the document names.
+    pub detail: Detail,
+    /// The parsed document, for putting the answer in its order.
+    pub document: ExecutableDocument,
+}
+
+impl Checked {
+    /// The operation that runs.
+    pub fn operation(&self) -> Option<&async_graphql::parser::types::OperationDefinition> {
+        select_operation(&self.document, self.name.as_deref())
+            .ok()
+            .map(|(_, op)| op)
+    }
 }
 
 pub fn check(config: &Config, text: &str, operation_name: Option<&str>) -> Result<Checked> {
@@ -51,12 +65,15 @@ pub fn check(config: &Config, text: &str, operation_name: Option<&str>) -> Resul
             walk.aliases, config.max_query_aliases
         )));
     }
+    let ty = operation.ty;
     Ok(Checked {
-        ty: operation.ty,
+        ty,
         name,
         introspection: walk.introspection,
         kinds: walk.kinds,
         cacheable: !walk.uncacheable,
+        detail: walk.detail,
+        document: doc,
     })
 }
 
@@ -94,6 +111,7 @@ struct Walk {
     introspection: bool,
     kinds: BTreeSet<EntityKind>,
     uncacheable: bool,
+    detail: Detail,
 }
 
 /// Root fields whose answers the response cache may hold.
@@ -124,6 +142,7 @@ impl Walk {
                         self.aliases += 1;
                     }
                     let name = field.name.node.as_str();
+                    self.detail.note(name);
                     if name == "__schema" || name == "__type" {
                         self.introspection = true;
                     }
@@ -219,35 +238,28 @@ pub fn count_tokens(text: &str, limit: usize) -> usize {
     count
 }
 
-/// Gives async-graphql's request errors (validation, depth, complexity) stable codes.
-pub fn response_codes(response: &mut serde_json::Value, request_error: bool) {
-    let Some(errors) = response
-        .get_mut("errors")
-        .and_then(serde_json::Value::as_array_mut)
-    else {
-        return;
-    };
+/// Gives async-graphql's request errors (validation, depth, complexity) stable codes; errors
+/// our resolvers raised carry theirs already.
+pub fn response_codes(errors: &mut [async_graphql::ServerError], request_error: bool) {
     for error in errors {
         let has_code = error
-            .pointer("/extensions/code")
-            .is_some_and(|c| c.is_string());
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .is_some_and(|c| matches!(c, async_graphql::Value::String(_)));
         if has_code {
             continue;
         }
-        let code = match error.get("message").and_then(|m| m.as_str()) {
-            Some("Query is nested too deep.") => "QUERY_TOO_DEEP",
-            Some("Query is too complex.") => "QUERY_TOO_COMPLEX",
+        let code = match error.message.as_str() {
+            "Query is nested too deep." => "QUERY_TOO_DEEP",
+            "Query is too complex." => "QUERY_TOO_COMPLEX",
             _ if request_error => "GRAPHQL_VALIDATION_FAILED",
             _ => "INTERNAL_SERVER_ERROR",
         };
-        if let Some(object) = error.as_object_mut() {
-            let extensions = object
-                .entry("extensions")
-                .or_insert_with(|| serde_json::json!({}));
-            if let Some(ext) = extensions.as_object_mut() {
-                ext.insert("code".into(), code.into());
-            }
-        }
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
     }
 }
 

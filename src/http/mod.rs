@@ -10,6 +10,7 @@ mod health;
 pub mod ingest;
 mod limits;
 mod negotiate;
+mod order;
 pub mod rate_limit;
 pub mod viewer;
 

@@ -120,6 +120,51 @@ macro_rules! apply_page {
     }};
 }
 
+/// Which satellite rows a read of actions or outcomes loads beside the records themselves: each
+/// costs one statement per batch. A GraphQL document that never names `themes`, `places` or
+/// `disaggregations` does not pay for them (`Detail::named_in`); every other read loads all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Detail {
+    pub themes: bool,
+    pub places: bool,
+    pub disaggregations: bool,
+}
+
+impl Detail {
+    /// Everything: exports, research, mutations' read-back.
+    pub const FULL: Detail = Detail {
+        themes: true,
+        places: true,
+        disaggregations: true,
+    };
+
+    /// The records alone.
+    pub const NONE: Detail = Detail {
+        themes: false,
+        places: false,
+        disaggregations: false,
+    };
+
+    /// What a document whose fields have these names can ask for.
+    pub fn named_in<'a>(fields: impl IntoIterator<Item = &'a str>) -> Detail {
+        let mut d = Detail::NONE;
+        for f in fields {
+            d.note(f);
+        }
+        d
+    }
+
+    /// Widens to what a field of this name can ask for.
+    pub fn note(&mut self, field: &str) {
+        match field {
+            "themes" => self.themes = true,
+            "places" => self.places = true,
+            "disaggregations" => self.disaggregations = true,
+            _ => {}
+        }
+    }
+}
+
 // ---------------------------------------------------------------- partners
 
 pub fn partners(conn: &mut AnyConnection) -> Result<Vec<domain::Partner>> {
@@ -177,8 +222,8 @@ pub fn actors_page(
     q: &ActorQuery,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Actor)>> {
-    let rows: Vec<ActorRow> = apply_page!(actor_query(rf, q), actors::name, actors::id, page)
-        .select(ActorRow::as_select())
+    let rows: Vec<ActorRecord> = apply_page!(actor_query(rf, q), actors::name, actors::id, page)
+        .select(ActorRecord::as_select())
         .load(conn)?;
     rows.into_iter()
         .map(|r| Ok((r.name.clone(), r.into_domain()?)))
@@ -194,12 +239,12 @@ pub fn actors_by_ids(
     rf: &RowFilter,
     ids: &[String],
 ) -> Result<Vec<domain::Actor>> {
-    let rows: Vec<ActorRow> = actors::table
+    let rows: Vec<ActorRecord> = actors::table
         .filter(visible_to!(actors, rf))
         .filter(actors::id.eq_any(ids))
-        .select(ActorRow::as_select())
+        .select(ActorRecord::as_select())
         .load(conn)?;
-    rows.into_iter().map(ActorRow::into_domain).collect()
+    rows.into_iter().map(ActorRecord::into_domain).collect()
 }
 
 // ---------------------------------------------------------------- actions
@@ -262,12 +307,17 @@ fn action_query(rf: &RowFilter, q: &ActionQuery) -> actions::BoxedQuery<'static,
     apply_period!(query, actions, &q.period)
 }
 
-/// Loads the themes and places of the given action rows: two statements whatever their number.
-fn hydrate_actions(conn: &mut AnyConnection, rows: Vec<ActionRow>) -> Result<Vec<domain::Action>> {
+/// Loads the themes and places of the given action rows (as far as `detail` asks): one statement
+/// each whatever their number.
+fn hydrate_actions(
+    conn: &mut AnyConnection,
+    detail: Detail,
+    rows: Vec<ActionRecord>,
+) -> Result<Vec<domain::Action>> {
     let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
     let mut themes: HashMap<String, Vec<String>> = HashMap::new();
     let mut places: HashMap<String, Vec<domain::Place>> = HashMap::new();
-    if !ids.is_empty() {
+    if !ids.is_empty() && detail.themes {
         let theme_rows: Vec<ThemeRow> = action_themes::table
             .filter(action_themes::action_id.eq_any(&ids))
             .order_by((action_themes::action_id, action_themes::theme))
@@ -276,6 +326,8 @@ fn hydrate_actions(conn: &mut AnyConnection, rows: Vec<ActionRow>) -> Result<Vec
         for t in theme_rows {
             themes.entry(t.action_id).or_default().push(t.theme);
         }
+    }
+    if !ids.is_empty() && detail.places {
         let place_rows: Vec<PlaceRow> = action_places::table
             .filter(action_places::action_id.eq_any(&ids))
             .order_by((action_places::action_id, action_places::position))
@@ -298,17 +350,18 @@ fn hydrate_actions(conn: &mut AnyConnection, rows: Vec<ActionRow>) -> Result<Vec
 pub fn actions_page(
     conn: &mut AnyConnection,
     rf: &RowFilter,
+    detail: Detail,
     q: &ActionQuery,
     sort: ActionSort,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Action)>> {
-    let rows: Vec<ActionRow> = match sort {
+    let rows: Vec<ActionRecord> = match sort {
         ActionSort::Title => apply_page!(action_query(rf, q), actions::title, actions::id, page)
-            .select(ActionRow::as_select())
+            .select(ActionRecord::as_select())
             .load(conn)?,
         ActionSort::Start => {
             apply_page!(action_query(rf, q), actions::sort_start, actions::id, page)
-                .select(ActionRow::as_select())
+                .select(ActionRecord::as_select())
                 .load(conn)?
         }
     };
@@ -319,7 +372,10 @@ pub fn actions_page(
             ActionSort::Start => r.sort_start.clone(),
         })
         .collect();
-    Ok(keys.into_iter().zip(hydrate_actions(conn, rows)?).collect())
+    Ok(keys
+        .into_iter()
+        .zip(hydrate_actions(conn, detail, rows)?)
+        .collect())
 }
 
 pub fn count_actions(conn: &mut AnyConnection, rf: &RowFilter, q: &ActionQuery) -> Result<i64> {
@@ -329,29 +385,31 @@ pub fn count_actions(conn: &mut AnyConnection, rf: &RowFilter, q: &ActionQuery) 
 pub fn actions_by_ids(
     conn: &mut AnyConnection,
     rf: &RowFilter,
+    detail: Detail,
     ids: &[String],
 ) -> Result<Vec<domain::Action>> {
-    let rows: Vec<ActionRow> = actions::table
+    let rows: Vec<ActionRecord> = actions::table
         .filter(visible_to!(actions, rf))
         .filter(actions::id.eq_any(ids))
-        .select(ActionRow::as_select())
+        .select(ActionRecord::as_select())
         .load(conn)?;
-    hydrate_actions(conn, rows)
+    hydrate_actions(conn, detail, rows)
 }
 
 /// The visible sub-actions of each of the given actions.
 pub fn actions_by_parents(
     conn: &mut AnyConnection,
     rf: &RowFilter,
+    detail: Detail,
     parents: &[String],
 ) -> Result<Vec<domain::Action>> {
-    let rows: Vec<ActionRow> = actions::table
+    let rows: Vec<ActionRecord> = actions::table
         .filter(visible_to!(actions, rf))
         .filter(actions::parent_action_id.eq_any(parents))
         .order_by((actions::sort_start, actions::id))
-        .select(ActionRow::as_select())
+        .select(ActionRecord::as_select())
         .load(conn)?;
-    hydrate_actions(conn, rows)
+    hydrate_actions(conn, detail, rows)
 }
 
 // ---------------------------------------------------------------- outcomes
@@ -422,11 +480,12 @@ fn outcome_query(rf: &RowFilter, q: &OutcomeQuery) -> outcomes::BoxedQuery<'stat
 
 fn hydrate_outcomes(
     conn: &mut AnyConnection,
-    rows: Vec<OutcomeRow>,
+    detail: Detail,
+    rows: Vec<OutcomeRecord>,
 ) -> Result<Vec<domain::Outcome>> {
     let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
     let mut cells: HashMap<String, Vec<domain::Disaggregation>> = HashMap::new();
-    if !ids.is_empty() {
+    if !ids.is_empty() && detail.disaggregations {
         let found: Vec<DisaggregationRow> = outcome_disaggregations::table
             .filter(outcome_disaggregations::outcome_id.eq_any(&ids))
             .order_by((
@@ -458,21 +517,22 @@ fn hydrate_outcomes(
 pub fn outcomes_page(
     conn: &mut AnyConnection,
     rf: &RowFilter,
+    detail: Detail,
     q: &OutcomeQuery,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Outcome)>> {
-    let rows: Vec<OutcomeRow> = apply_page!(
+    let rows: Vec<OutcomeRecord> = apply_page!(
         outcome_query(rf, q),
         outcomes::indicator,
         outcomes::id,
         page
     )
-    .select(OutcomeRow::as_select())
+    .select(OutcomeRecord::as_select())
     .load(conn)?;
     let keys: Vec<String> = rows.iter().map(|r| r.indicator.clone()).collect();
     Ok(keys
         .into_iter()
-        .zip(hydrate_outcomes(conn, rows)?)
+        .zip(hydrate_outcomes(conn, detail, rows)?)
         .collect())
 }
 
@@ -483,31 +543,33 @@ pub fn count_outcomes(conn: &mut AnyConnection, rf: &RowFilter, q: &OutcomeQuery
 pub fn outcomes_by_ids(
     conn: &mut AnyConnection,
     rf: &RowFilter,
+    detail: Detail,
     ids: &[String],
 ) -> Result<Vec<domain::Outcome>> {
     let q = OutcomeQuery::default();
-    let rows: Vec<OutcomeRow> = outcome_query(rf, &q)
+    let rows: Vec<OutcomeRecord> = outcome_query(rf, &q)
         .filter(outcomes::id.eq_any(ids.to_vec()))
-        .select(OutcomeRow::as_select())
+        .select(OutcomeRecord::as_select())
         .load(conn)?;
-    hydrate_outcomes(conn, rows)
+    hydrate_outcomes(conn, detail, rows)
 }
 
 /// The visible outcomes of each of the given actions.
 pub fn outcomes_by_actions(
     conn: &mut AnyConnection,
     rf: &RowFilter,
+    detail: Detail,
     action_ids: &[String],
 ) -> Result<Vec<domain::Outcome>> {
     let q = OutcomeQuery {
         action_ids: action_ids.to_vec(),
         ..Default::default()
     };
-    let rows: Vec<OutcomeRow> = outcome_query(rf, &q)
+    let rows: Vec<OutcomeRecord> = outcome_query(rf, &q)
         .order_by((outcomes::indicator, outcomes::id))
-        .select(OutcomeRow::as_select())
+        .select(OutcomeRecord::as_select())
         .load(conn)?;
-    hydrate_outcomes(conn, rows)
+    hydrate_outcomes(conn, detail, rows)
 }
 
 // ---------------------------------------------------------------- partnerships
@@ -552,7 +614,7 @@ fn partnership_query(
 
 fn hydrate_partnerships(
     conn: &mut AnyConnection,
-    rows: Vec<PartnershipRow>,
+    rows: Vec<PartnershipRecord>,
 ) -> Result<Vec<domain::Partnership>> {
     let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
     let mut members: HashMap<String, Vec<domain::Member>> = HashMap::new();
@@ -585,13 +647,13 @@ pub fn partnerships_page(
     q: &PartnershipQuery,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Partnership)>> {
-    let rows: Vec<PartnershipRow> = apply_page!(
+    let rows: Vec<PartnershipRecord> = apply_page!(
         partnership_query(rf, q),
         partnerships::name,
         partnerships::id,
         page
     )
-    .select(PartnershipRow::as_select())
+    .select(PartnershipRecord::as_select())
     .load(conn)?;
     let keys: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
     Ok(keys
@@ -613,9 +675,9 @@ pub fn partnerships_by_ids(
     rf: &RowFilter,
     ids: &[String],
 ) -> Result<Vec<domain::Partnership>> {
-    let rows: Vec<PartnershipRow> = partnership_query(rf, &PartnershipQuery::default())
+    let rows: Vec<PartnershipRecord> = partnership_query(rf, &PartnershipQuery::default())
         .filter(partnerships::id.eq_any(ids.to_vec()))
-        .select(PartnershipRow::as_select())
+        .select(PartnershipRecord::as_select())
         .load(conn)?;
     hydrate_partnerships(conn, rows)
 }
@@ -627,9 +689,9 @@ pub fn partnerships_for(
     rf: &RowFilter,
     q: &PartnershipQuery,
 ) -> Result<Vec<domain::Partnership>> {
-    let rows: Vec<PartnershipRow> = partnership_query(rf, q)
+    let rows: Vec<PartnershipRecord> = partnership_query(rf, q)
         .order_by((partnerships::name, partnerships::id))
-        .select(PartnershipRow::as_select())
+        .select(PartnershipRecord::as_select())
         .load(conn)?;
     hydrate_partnerships(conn, rows)
 }

@@ -63,7 +63,7 @@ impl From<PartnerRow> for domain::Partner {
     }
 }
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Insertable, AsChangeset)]
 #[diesel(table_name = actors, treat_none_as_null = true)]
 pub struct ActorRow {
     pub id: String,
@@ -86,7 +86,29 @@ pub struct ActorRow {
     pub search_text: String,
 }
 
-impl ActorRow {
+/// An actor as reads select it: without the columns only writes and filters use
+/// (period bounds, content hash, search text, retirement), which are much of a row's bytes.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = actors)]
+pub struct ActorRecord {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub kind: String,
+    pub name: String,
+    pub acronym: Option<String>,
+    pub description: Option<String>,
+    pub website: Option<String>,
+    pub territory_code: Option<String>,
+    pub territory_name: Option<String>,
+    pub parent_actor_id: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+}
+
+impl ActorRecord {
     pub fn into_domain(self) -> Result<domain::Actor> {
         Ok(domain::Actor {
             kind: vocab("actor kind", &self.kind, domain::ActorKind::from_stored)?,
@@ -112,7 +134,9 @@ impl ActorRow {
             parent_actor_id: self.parent_actor_id,
         })
     }
+}
 
+impl ActorRow {
     pub fn from_domain(a: &domain::Actor, content_hash: String, now: &str) -> Self {
         ActorRow {
             id: a.id.clone(),
@@ -142,7 +166,7 @@ impl ActorRow {
     }
 }
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Insertable, AsChangeset)]
 #[diesel(table_name = actions, treat_none_as_null = true)]
 pub struct ActionRow {
     pub id: String,
@@ -169,10 +193,34 @@ pub struct ActionRow {
     pub search_text: String,
 }
 
+/// An action as reads select it: without the columns only writes and filters use
+/// (period bounds, content hash, search text, retirement), which are much of a row's bytes.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = actions)]
+pub struct ActionRecord {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub kind: String,
+    pub title: String,
+    pub summary: Option<String>,
+    pub status: Option<String>,
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    pub sort_start: String,
+    pub schedule: Option<String>,
+    pub parent_action_id: Option<String>,
+    pub website: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+}
+
 /// Sorts actions with no known start after all dated ones.
 pub const UNKNOWN_START: &str = "9999-12-31";
 
-impl ActionRow {
+impl ActionRecord {
     pub fn into_domain(
         self,
         themes: Vec<String>,
@@ -209,7 +257,9 @@ impl ActionRow {
             places,
         })
     }
+}
 
+impl ActionRow {
     pub fn from_domain(a: &domain::Action, content_hash: String, now: &str) -> Self {
         let start_bound = lower_bound(a.starts_on);
         ActionRow {
@@ -277,7 +327,7 @@ impl PlaceRow {
     }
 }
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Insertable, AsChangeset)]
 #[diesel(table_name = outcomes, treat_none_as_null = true)]
 pub struct OutcomeRow {
     pub id: String,
@@ -302,7 +352,29 @@ pub struct OutcomeRow {
     pub search_text: String,
 }
 
-impl OutcomeRow {
+/// An outcome as reads select it: without the columns only writes and filters use
+/// (period bounds, content hash, search text, retirement), which are much of a row's bytes.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outcomes)]
+pub struct OutcomeRecord {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub action_id: String,
+    pub indicator: String,
+    pub measure: String,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub statement: Option<String>,
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+}
+
+impl OutcomeRecord {
     pub fn into_domain(
         self,
         disaggregations: Vec<domain::Disaggregation>,
@@ -336,7 +408,9 @@ impl OutcomeRow {
             disaggregations,
         })
     }
+}
 
+impl OutcomeRow {
     pub fn from_domain(o: &domain::Outcome, content_hash: String, now: &str) -> Self {
         OutcomeRow {
             id: o.id.clone(),
@@ -377,7 +451,7 @@ pub struct DisaggregationRow {
     pub value: Option<f64>,
 }
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Insertable, AsChangeset)]
 #[diesel(table_name = partnerships, treat_none_as_null = true)]
 pub struct PartnershipRow {
     pub id: String,
@@ -399,7 +473,26 @@ pub struct PartnershipRow {
     pub search_text: String,
 }
 
-impl PartnershipRow {
+/// A partnership as reads select it: without the columns only writes and filters use
+/// (period bounds, content hash, search text, retirement), which are much of a row's bytes.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = partnerships)]
+pub struct PartnershipRecord {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub action_id: Option<String>,
+    pub name: String,
+    pub description: Option<String>,
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    pub visibility: String,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+}
+
+impl PartnershipRecord {
     pub fn into_domain(self, members: Vec<domain::Member>) -> Result<domain::Partnership> {
         Ok(domain::Partnership {
             starts_on: date("start", self.starts_on)?,
@@ -423,7 +516,9 @@ impl PartnershipRow {
             members,
         })
     }
+}
 
+impl PartnershipRow {
     pub fn from_domain(p: &domain::Partnership, content_hash: String, now: &str) -> Self {
         PartnershipRow {
             id: p.id.clone(),

@@ -89,7 +89,7 @@ impl ActionMutations {
             id,
             record,
             writes::upsert_action,
-            queries::actions_by_ids,
+            |c, rf, ids| queries::actions_by_ids(c, rf, queries::Detail::FULL, ids),
         )
         .await?;
         Ok(ActionPayload {

@@ -84,7 +84,7 @@ impl OutcomeMutations {
             id,
             record,
             writes::upsert_outcome,
-            queries::outcomes_by_ids,
+            |c, rf, ids| queries::outcomes_by_ids(c, rf, queries::Detail::FULL, ids),
         )
         .await?;
         Ok(OutcomePayload {
