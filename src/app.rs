@@ -84,6 +84,7 @@ impl App {
             admission: Admission::new(
                 config.max_concurrent_requests,
                 std::time::Duration::from_millis(config.queue_timeout_ms),
+                config.max_queued_requests,
             ),
             persisted,
             config: Arc::new(config),

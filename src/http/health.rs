@@ -41,11 +41,15 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
          # HELP passerelle_requests_in_flight Requests being handled now.\n\
          # TYPE passerelle_requests_in_flight gauge\n\
          passerelle_requests_in_flight {}\n\
+         # HELP passerelle_requests_queued Requests waiting for a slot now.\n\
+         # TYPE passerelle_requests_queued gauge\n\
+         passerelle_requests_queued {}\n\
          # HELP passerelle_requests_shed_total Requests refused with 503 OVERLOADED.\n\
          # TYPE passerelle_requests_shed_total counter\n\
          passerelle_requests_shed_total {}\n{}",
         app.store.statements().get(),
         app.admission.in_flight(),
+        app.admission.queued(),
         app.admission.shed(),
         app.sync_stats.render()
     );
