@@ -250,11 +250,17 @@ impl ActionQueries {
         };
         let q = query.clone();
         let detail = rc.detail;
-        let rows = rc
-            .read(move |c, rf| queries::actions_page(c, rf, detail, &q, sort, &page))
+        let plan = super::prefetch::Plan::of(ctx);
+        // The page and what its selection asks of it, in one connection checkout.
+        let (rows, loaded) = rc
+            .read(move |c, rf| {
+                let rows = queries::actions_page(c, rf, detail, &q, sort, &page)?;
+                let in_page = rows.iter().take(size).map(|(_, a)| a);
+                let loaded = plan.load(c, rf, detail, in_page)?;
+                Ok((rows, loaded))
+            })
             .await?;
-        let in_page: Vec<domain::Action> = rows.iter().take(size).map(|(_, a)| a.clone()).collect();
-        super::prefetch::actions(ctx, rc, &in_page).await?;
+        super::prefetch::feed(plan, rc, loaded).await;
         rc.owners.note(rows.iter().take(size));
         Ok(ActionConnection::new(rows, size, query, |a| &a.id, Action))
     }

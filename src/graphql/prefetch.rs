@@ -2,19 +2,21 @@
 //!
 //! DataLoaders batch the keys that arrive within a short window, which is enough in general but
 //! depends on timing. For the dashboard shape (a page of actions with their outcomes, partners,
-//! partnerships, parent and owner) we look ahead at the selection, read every relation for the
-//! whole page in one connection checkout, and feed the results into the request's loaders, so
-//! the statements per page are fixed whatever the page size or the machine's load. Every read
-//! here is the same visibility-filtered query the loaders themselves use.
+//! partnerships, parent and owner) we look ahead at the selection ([`Plan::of`]), read every
+//! relation for the whole page in the same connection checkout as the page itself
+//! ([`Plan::load`]), and feed the results into the request's loaders ([`feed`]), so the
+//! statements per page are fixed whatever the page size or the machine's load. Every read here
+//! is the same visibility-filtered query the loaders themselves use.
 
 use std::collections::HashMap;
 
 use async_graphql::Context;
 
 use super::context::RequestContext;
-use crate::domain;
+use crate::domain::{self, RowFilter};
 use crate::error::Result;
-use crate::storage::queries::{self, PartnershipQuery};
+use crate::storage::queries::{self, Detail, PartnershipQuery};
+use crate::storage::AnyConnection;
 
 fn selects(ctx: &Context<'_>, field: &str) -> bool {
     let look = ctx.look_ahead();
@@ -33,8 +35,9 @@ fn nested(ctx: &Context<'_>, path: &[&str]) -> bool {
     a.exists() || b.exists()
 }
 
-#[derive(Default)]
-struct Plan {
+/// What a selection of actions will ask for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plan {
     outcomes: bool,
     partnerships: bool,
     member_actors: bool,
@@ -43,8 +46,11 @@ struct Plan {
     owners: bool,
 }
 
+/// What [`Plan::load`] read, for [`feed`].
 #[derive(Default)]
-struct Loaded {
+pub struct Loaded {
+    /// The page's action ids, in order.
+    ids: Vec<String>,
     outcomes: Vec<domain::Outcome>,
     partnerships: Vec<domain::Partnership>,
     actors: Vec<domain::Actor>,
@@ -55,105 +61,113 @@ struct Loaded {
     owners: Vec<domain::Partner>,
 }
 
-fn group<T: Clone>(
+impl Plan {
+    /// The relations `ctx`'s selection (a connection of actions) names.
+    pub fn of(ctx: &Context<'_>) -> Plan {
+        Plan {
+            outcomes: selects(ctx, "outcomes"),
+            partnerships: selects(ctx, "partnerships") || selects(ctx, "partners"),
+            member_actors: nested(ctx, &["partners", "actor"])
+                || nested(ctx, &["partnerships", "members", "actor"]),
+            sub_actions: selects(ctx, "subActions"),
+            parents: selects(ctx, "parent"),
+            owners: selects(ctx, "owner"),
+        }
+    }
+
+    /// Reads what the plan names for these actions, on the connection that read them.
+    pub fn load<'a>(
+        &self,
+        c: &mut AnyConnection,
+        rf: &RowFilter,
+        detail: Detail,
+        page: impl Iterator<Item = &'a domain::Action>,
+    ) -> Result<Loaded> {
+        let mut l = Loaded::default();
+        let mut parent_ids = Vec::new();
+        let mut owner_ids = Vec::new();
+        for a in page {
+            l.ids.push(a.id.clone());
+            parent_ids.extend(a.parent_action_id.clone());
+            owner_ids.push(a.owner.clone());
+        }
+        if l.ids.is_empty() {
+            return Ok(l);
+        }
+        if self.outcomes {
+            l.outcomes = queries::outcomes_by_actions(c, rf, detail, &l.ids)?;
+        }
+        if self.partnerships {
+            let q = PartnershipQuery {
+                action_ids: l.ids.clone(),
+                ..Default::default()
+            };
+            l.partnerships = queries::partnerships_for(c, rf, &q)?;
+            if self.member_actors {
+                let mut actor_ids: Vec<String> = l
+                    .partnerships
+                    .iter()
+                    .flat_map(|p| p.members.iter().map(|m| m.actor_id.clone()))
+                    .collect();
+                actor_ids.sort();
+                actor_ids.dedup();
+                if !actor_ids.is_empty() {
+                    l.actors = queries::actors_by_ids(c, rf, &actor_ids)?;
+                }
+                l.actor_ids = actor_ids;
+            }
+        }
+        if self.sub_actions {
+            l.sub_actions = queries::actions_by_parents(c, rf, detail, &l.ids)?;
+        }
+        if self.parents && !parent_ids.is_empty() {
+            l.parents = queries::actions_by_ids(c, rf, detail, &parent_ids)?;
+        }
+        if self.owners {
+            l.owners = queries::partners_by_ids(c, &owner_ids)?;
+        }
+        Ok(l)
+    }
+}
+
+/// Each of `ids` with the items whose key it is (an empty list for none): items move in, in
+/// their order.
+fn group<T>(
     ids: &[String],
-    items: &[T],
-    keys_of: impl Fn(&T) -> Vec<String>,
+    items: Vec<T>,
+    key_of: impl Fn(&T) -> Option<&String>,
 ) -> HashMap<String, Vec<T>> {
     let mut map: HashMap<String, Vec<T>> = ids.iter().map(|id| (id.clone(), Vec::new())).collect();
     for item in items {
-        for key in keys_of(item) {
-            if let Some(list) = map.get_mut(&key) {
-                list.push(item.clone());
-            }
+        if let Some(list) = key_of(&item).and_then(|k| map.get_mut(k)) {
+            list.push(item);
         }
     }
     map
 }
 
-/// Prefetches what `ctx`'s selection will ask of these actions.
-pub async fn actions(
-    ctx: &Context<'_>,
-    rc: &RequestContext,
-    page: &[domain::Action],
-) -> Result<()> {
-    if page.is_empty() {
-        return Ok(());
+/// Feeds what was read into the request's loaders (and the audit's record of what was read).
+pub async fn feed(plan: Plan, rc: &RequestContext, loaded: Loaded) {
+    if loaded.ids.is_empty() {
+        return;
     }
-    let plan = Plan {
-        outcomes: selects(ctx, "outcomes"),
-        partnerships: selects(ctx, "partnerships") || selects(ctx, "partners"),
-        member_actors: nested(ctx, &["partners", "actor"])
-            || nested(ctx, &["partnerships", "members", "actor"]),
-        sub_actions: selects(ctx, "subActions"),
-        parents: selects(ctx, "parent"),
-        owners: selects(ctx, "owner"),
-    };
-    let ids: Vec<String> = page.iter().map(|a| a.id.clone()).collect();
-    let parent_ids: Vec<String> = page
-        .iter()
-        .filter_map(|a| a.parent_action_id.clone())
-        .collect();
-    let owner_ids: Vec<String> = page.iter().map(|a| a.owner.clone()).collect();
-    let ids_for_read = ids.clone();
-    let detail = rc.detail;
-    let loaded = rc
-        .read(move |c, rf| {
-            let mut l = Loaded::default();
-            if plan.outcomes {
-                l.outcomes = queries::outcomes_by_actions(c, rf, detail, &ids_for_read)?;
-            }
-            if plan.partnerships {
-                let q = PartnershipQuery {
-                    action_ids: ids_for_read.clone(),
-                    ..Default::default()
-                };
-                l.partnerships = queries::partnerships_for(c, rf, &q)?;
-                if plan.member_actors {
-                    let mut actor_ids: Vec<String> = l
-                        .partnerships
-                        .iter()
-                        .flat_map(|p| p.members.iter().map(|m| m.actor_id.clone()))
-                        .collect();
-                    actor_ids.sort();
-                    actor_ids.dedup();
-                    if !actor_ids.is_empty() {
-                        l.actors = queries::actors_by_ids(c, rf, &actor_ids)?;
-                    }
-                    l.actor_ids = actor_ids;
-                }
-            }
-            if plan.sub_actions {
-                l.sub_actions = queries::actions_by_parents(c, rf, detail, &ids_for_read)?;
-            }
-            if plan.parents && !parent_ids.is_empty() {
-                l.parents = queries::actions_by_ids(c, rf, detail, &parent_ids)?;
-            }
-            if plan.owners {
-                l.owners = queries::partners_by_ids(c, &owner_ids)?;
-            }
-            Ok(l)
-        })
-        .await?;
-    // What the prefetch read counts as read, for the audit log, like what loaders read.
     rc.owners.note(&loaded.outcomes);
     rc.owners.note(&loaded.partnerships);
     rc.owners.note(&loaded.actors);
     rc.owners.note(&loaded.sub_actions);
     rc.owners.note(&loaded.parents);
     let loaders = &rc.loaders;
-    if !loaded.outcomes.is_empty() || selects(ctx, "outcomes") {
+    let ids = &loaded.ids;
+    if plan.outcomes {
         loaders
             .outcomes_of_action
-            .feed_many(group(&ids, &loaded.outcomes, |o| vec![o.action_id.clone()]))
+            .feed_many(group(ids, loaded.outcomes, |o| Some(&o.action_id)))
             .await;
     }
-    if selects(ctx, "partnerships") || selects(ctx, "partners") {
+    if plan.partnerships {
         loaders
             .partnerships_of_action
-            .feed_many(group(&ids, &loaded.partnerships, |p| {
-                p.action_id.clone().into_iter().collect()
-            }))
+            .feed_many(group(ids, loaded.partnerships, |p| p.action_id.as_ref()))
             .await;
     }
     let mut actors: HashMap<String, Option<domain::Actor>> =
@@ -162,11 +176,11 @@ pub async fn actions(
         actors.insert(a.id.clone(), Some(a));
     }
     loaders.actor.feed_many(actors).await;
-    if selects(ctx, "subActions") {
+    if plan.sub_actions {
         loaders
             .sub_actions
-            .feed_many(group(&ids, &loaded.sub_actions, |a| {
-                a.parent_action_id.clone().into_iter().collect()
+            .feed_many(group(ids, loaded.sub_actions, |a| {
+                a.parent_action_id.as_ref()
             }))
             .await;
     }
@@ -178,5 +192,4 @@ pub async fn actions(
         .partner
         .feed_many(loaded.owners.into_iter().map(|p| (p.id.clone(), p)))
         .await;
-    Ok(())
 }

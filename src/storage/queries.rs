@@ -554,7 +554,8 @@ pub fn outcomes_by_ids(
     hydrate_outcomes(conn, detail, rows)
 }
 
-/// The visible outcomes of each of the given actions.
+/// The visible outcomes of each of the given actions, by indicator then id (in byte order,
+/// the same on both backends).
 pub fn outcomes_by_actions(
     conn: &mut AnyConnection,
     rf: &RowFilter,
@@ -565,10 +566,12 @@ pub fn outcomes_by_actions(
         action_ids: action_ids.to_vec(),
         ..Default::default()
     };
-    let rows: Vec<OutcomeRecord> = outcome_query(rf, &q)
-        .order_by((outcomes::indicator, outcomes::id))
+    let mut rows: Vec<OutcomeRecord> = outcome_query(rf, &q)
         .select(OutcomeRecord::as_select())
         .load(conn)?;
+    // Sorted here rather than by the database: there it was half the statement's time, and
+    // nothing pages through these lists.
+    rows.sort_unstable_by(|a, b| (&a.indicator, &a.id).cmp(&(&b.indicator, &b.id)));
     hydrate_outcomes(conn, detail, rows)
 }
 
