@@ -29,6 +29,8 @@ pub struct App {
     pub admission: Admission,
     /// The keys that sign and verify access tokens.
     pub keys: KeyRing,
+    /// Access tokens already verified (signature and claims), until they expire.
+    pub verified_tokens: crate::auth::tokens::VerifiedTokens,
     /// In external mode, the identity provider's token verifier.
     pub external: Option<Arc<ExternalVerifier>>,
     /// Outcomes of scheduled connector passes, for `/metrics`.
@@ -87,6 +89,7 @@ impl App {
                 config.max_queued_requests,
             ),
             persisted,
+            verified_tokens: Default::default(),
             config: Arc::new(config),
             store,
             schema,

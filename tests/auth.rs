@@ -265,6 +265,20 @@ async fn refused(app: &TestApp, authorization: &str, error: &str) -> String {
     challenge
 }
 
+/// A token is verified once and remembered, but never past its expiry (plus the 5 s leeway).
+async fn a_remembered_token_still_expires(app: TestApp) {
+    app.seed().await;
+    let creds = app.client("caravan", "read").await;
+    let (kid, der) = signing_key(&app).await;
+    let short = sign(&kid, &der, &claims(&app, &creds.id, 1));
+    app.data_as(&short, VIEWER, json!({})).await;
+    app.data_as(&short, VIEWER, json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(6_500)).await;
+    assert!(refused(&app, &format!("Bearer {short}"), "invalid_token")
+        .await
+        .contains("expired"));
+}
+
 async fn bad_tokens_are_refused_with_401(app: TestApp) {
     app.seed().await;
     let creds = app.client("caravan", "read").await;
@@ -706,6 +720,7 @@ backend_tests!(
     oauth_endpoints_are_audited_without_secrets_or_tokens,
     token_via_basic_and_post,
     token_endpoint_errors_follow_rfc_6749,
+    a_remembered_token_still_expires,
     bad_tokens_are_refused_with_401,
     revocation_is_limited_to_the_owner,
     introspection_follows_rfc_7662,

@@ -162,7 +162,11 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Viewer, Auth
             shared_by,
         });
     }
-    let claims = match tokens::verify_jwt(&app.config, &app.keys, token).await? {
+    let claims = match app
+        .verified_tokens
+        .verify(&app.config, &app.keys, token)
+        .await?
+    {
         Ok(c) => c,
         Err(r) => return Err(AuthError::Token(r)),
     };

@@ -214,6 +214,8 @@ async fn run_one(
     if let Some(n) = operation_name {
         request = request.operation_name(n);
     }
+    // Parsed once: async-graphql runs the document the checks parsed.
+    request.set_parsed_query(checked.document.clone());
     // Every authenticated answer is audited, cached or not; a failed audit fails the request.
     let audit = auth::audit::Pending::new(viewer, name, &resolved.query);
     let snapshot = app.response_cache.snapshot(&checked.kinds);
