@@ -7,7 +7,7 @@
 //!
 //! - [`http`]: the axum server: routes, request ids, body limits, health, metrics, shutdown, and
 //!   the GraphQL request pipeline (negotiation, rate limits, CSRF, persisted queries, limits,
-//!   response cache, HTTP caching), one module per stage.
+//!   response cache, HTTP caching, field order), one module per stage.
 //! - [`persisted`]: automatic persisted queries and trusted documents (manifests).
 //! - [`graphql`]: the schema: one object per domain concept, DataLoaders, global ids, cursors.
 //! - [`domain`]: records, vocabularies, the `Viewer` and its visibility policy, validation, seeds.

@@ -19,7 +19,8 @@ def rate_of(label):
 
 lines = ["# Passerelle load benchmark", "",
          "Every Passerelle request carries its own bearer token (minted for the run, used in turn; "
-         "nothing is cached by token). `@N` is an open-loop run at N requests/s, `@max` a closed loop "
+         "each token's signature is verified once and remembered until it expires; its client, revocation and "
+         "sharing agreements are read, and its answer audited, on every request). `@N` is an open-loop run at N requests/s, `@max` a closed loop "
          "at saturation. Latencies from the scheduled send time (no coordinated omission). RSS is "
          "the server's peak during the run.", "",
          "| run | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | peak RSS MiB |",

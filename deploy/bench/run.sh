@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 SCALE="${SCALE:-0.1}"              # main runs: 10 partners, 10k actions, 100k outcomes
 SCALES="${SCALES:-0.01 0.1 1}"     # data-scale sweep: 1k to 100k actions, 10k to 1M outcomes
 DURATION="${DURATION:-10}"
-RATES="${RATES:-100 200 400 800}"  # fixed rates for the dashboard, Passerelle and peer
+RATES="${RATES:-100 200 300 400 600 800}"  # fixed rates for the dashboard, Passerelle and peer
 FLOOR_RATES="${FLOOR_RATES:-1000 2000}"
 TOKENS="${TOKENS:-256}"
 PHASES="${PHASES:-main peer scales}"  # a subset re-runs those phases, appending to results.jsonl
@@ -50,7 +50,8 @@ seed() { # $1 = scale
   psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   DATABASE_URL="$PG_URL" "$BIN" seed --synthetic --scale "$1" >&2
   DATABASE_URL="$PG_URL" "$BIN" seed >&2
-  psql -q "$PG_URL" -c "ANALYZE" >/dev/null
+  # Vacuumed now, so autovacuum has nothing to catch up on while the runs measure.
+  psql -q "$PG_URL" -c "VACUUM ANALYZE" >/dev/null
 }
 
 # $1 = "raw" (response cache off: every request runs its queries) or "default" (as shipped).
