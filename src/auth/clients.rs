@@ -149,12 +149,7 @@ pub fn session(
     use diesel::dsl::{exists, not};
     let sharing = sharing_agreements::grantee_partner_id
         .eq(oauth_clients::partner_id)
-        .and(sharing_agreements::starts_on.le(day))
-        .and(
-            sharing_agreements::ends_on
-                .is_null()
-                .or(sharing_agreements::ends_on.ge(day)),
-        );
+        .and(super::sharing::in_force_on!(day));
     let rows: Vec<(Row, Option<String>)> = oauth_clients::table
         .left_join(sharing_agreements::table.on(sharing))
         .filter(oauth_clients::id.eq(id))

@@ -115,6 +115,19 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<Agreement>> {
         .load(conn)?)
 }
 
+/// The SQL condition that an agreement is in force on `day` (`YYYY-MM-DD`): the one rule for
+/// [`grantors_for`] and `clients::session`.
+macro_rules! in_force_on {
+    ($day:expr) => {{
+        use $crate::storage::schema::sharing_agreements as sa;
+        let day: &str = $day;
+        sa::starts_on
+            .le(day)
+            .and(sa::ends_on.is_null().or(sa::ends_on.ge(day)))
+    }};
+}
+pub(crate) use in_force_on;
+
 /// The partners sharing with `grantee` on `day` (`YYYY-MM-DD`).
 pub fn grantors_for(
     conn: &mut AnyConnection,
@@ -123,12 +136,7 @@ pub fn grantors_for(
 ) -> Result<BTreeSet<String>> {
     let rows: Vec<String> = sharing_agreements::table
         .filter(sharing_agreements::grantee_partner_id.eq(grantee))
-        .filter(sharing_agreements::starts_on.le(day))
-        .filter(
-            sharing_agreements::ends_on
-                .is_null()
-                .or(sharing_agreements::ends_on.ge(day)),
-        )
+        .filter(in_force_on!(day))
         .select(sharing_agreements::grantor_partner_id)
         .load(conn)?;
     Ok(rows.into_iter().collect())

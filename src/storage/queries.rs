@@ -122,7 +122,8 @@ macro_rules! apply_page {
 
 /// Which satellite rows a read of actions or outcomes loads beside the records themselves: each
 /// costs one statement per batch. A GraphQL document that never names `themes`, `places` or
-/// `disaggregations` does not pay for them (`Detail::named_in`); every other read loads all.
+/// `disaggregations` does not pay for them (the `limits` walk calls `Detail::note` on each field
+/// name); every other read loads all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Detail {
     pub themes: bool,
@@ -144,15 +145,6 @@ impl Detail {
         places: false,
         disaggregations: false,
     };
-
-    /// What a document whose fields have these names can ask for.
-    pub fn named_in<'a>(fields: impl IntoIterator<Item = &'a str>) -> Detail {
-        let mut d = Detail::NONE;
-        for f in fields {
-            d.note(f);
-        }
-        d
-    }
 
     /// Widens to what a field of this name can ask for.
     pub fn note(&mut self, field: &str) {
