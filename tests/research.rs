@@ -19,67 +19,88 @@ const FIGURES: [(&str, Visibility, usize, f64); 4] = [
     ("collective", Visibility::Private, 20, 100.0),
 ];
 
+fn provenance() -> Provenance {
+    Provenance {
+        source: "test:research".into(),
+        source_ref: None,
+        imported_at: String::new(),
+        updated_at: String::new(),
+    }
+}
+
+/// A programme of `owner` with no themes, places or parent.
+fn action(owner: &str, id: &str, title: &str, visibility: Visibility) -> Action {
+    Action {
+        id: id.into(),
+        owner: owner.into(),
+        kind: ActionKind::Programme,
+        title: title.into(),
+        summary: None,
+        status: None,
+        starts_on: None,
+        ends_on: None,
+        schedule: None,
+        parent_action_id: None,
+        website: None,
+        themes: vec![],
+        places: vec![],
+        visibility,
+        provenance: provenance(),
+    }
+}
+
+/// Writes `action` as its owner, then `n` actual figures of `value` in `unit` on it.
+fn write_figures(
+    c: &mut passerelle::storage::AnyConnection,
+    action: &Action,
+    n: usize,
+    value: f64,
+    unit: &str,
+    visibility: Visibility,
+) -> passerelle::error::Result<()> {
+    let now = passerelle::app::now();
+    let writer = RowFilter {
+        own: Some(action.owner.clone()),
+        shared_by: vec![],
+    };
+    passerelle::storage::writes::upsert_action(c, &writer, action, &now)?;
+    for i in 0..n {
+        passerelle::storage::writes::upsert_outcome(
+            c,
+            &writer,
+            &Outcome {
+                id: format!("{}-{i}", action.id),
+                owner: action.owner.clone(),
+                action_id: action.id.clone(),
+                indicator: "Participants".into(),
+                measure: OutcomeMeasure::Actual,
+                value: Some(value),
+                unit: Some(unit.into()),
+                statement: None,
+                period_start: Some("2024-01".parse().unwrap()),
+                period_end: None,
+                disaggregations: vec![],
+                visibility,
+                provenance: provenance(),
+            },
+            &now,
+        )?;
+    }
+    Ok(())
+}
+
 async fn fixtures(app: &TestApp) {
     app.app
         .store
         .run(|c| {
-            let now = passerelle::app::now();
-            let prov = Provenance {
-                source: "test:research".into(),
-                source_ref: None,
-                imported_at: String::new(),
-                updated_at: String::new(),
-            };
             for (owner, visibility, n, value) in FIGURES {
-                let writer = RowFilter {
-                    own: Some(owner.into()),
-                    shared_by: vec![],
-                };
-                let action_id = format!("research-{owner}");
-                passerelle::storage::writes::upsert_action(
-                    c,
-                    &writer,
-                    &Action {
-                        id: action_id.clone(),
-                        owner: owner.into(),
-                        kind: ActionKind::Programme,
-                        title: format!("Programme {owner}"),
-                        summary: None,
-                        status: None,
-                        starts_on: None,
-                        ends_on: None,
-                        schedule: None,
-                        parent_action_id: None,
-                        website: None,
-                        themes: vec![],
-                        places: vec![],
-                        visibility: Visibility::Public,
-                        provenance: prov.clone(),
-                    },
-                    &now,
-                )?;
-                for i in 0..n {
-                    passerelle::storage::writes::upsert_outcome(
-                        c,
-                        &writer,
-                        &Outcome {
-                            id: format!("research-{owner}-{i}"),
-                            owner: owner.into(),
-                            action_id: action_id.clone(),
-                            indicator: "Participants".into(),
-                            measure: OutcomeMeasure::Actual,
-                            value: Some(value),
-                            unit: Some(UNIT.into()),
-                            statement: None,
-                            period_start: Some("2024-01".parse().unwrap()),
-                            period_end: None,
-                            disaggregations: vec![],
-                            visibility,
-                            provenance: prov.clone(),
-                        },
-                        &now,
-                    )?;
-                }
+                let a = action(
+                    owner,
+                    &format!("research-{owner}"),
+                    &format!("Programme {owner}"),
+                    Visibility::Public,
+                );
+                write_figures(c, &a, n, value, UNIT, visibility)?;
             }
             Ok(())
         })
@@ -294,10 +315,139 @@ async fn the_aggregate_export_needs_the_research_scope(app: TestApp) {
     assert_eq!(res.status(), 400);
 }
 
+const NESTED_UNIT: &str = "test-nested-participants";
+
+/// Cells by key, as (records, sum), and the total; every cell must be published.
+async fn published(app: &TestApp, token: &str, by: &str) -> (Vec<(String, i64, f64)>, Value) {
+    let data = app
+        .data_as(token, AGGREGATE, json!({ "by": by, "unit": NESTED_UNIT }))
+        .await;
+    let agg = &data["researchAggregate"];
+    let cells = agg["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["suppressed"], false, "{by}: {agg:#}");
+            (
+                c["key"].as_str().unwrap().to_owned(),
+                c["records"].as_i64().unwrap(),
+                c["sum"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    (cells, agg["total"].clone())
+}
+
+async fn figures_count_once_per_theme_and_place_and_under_the_programme_one_may_see(app: TestApp) {
+    app.seed().await;
+    app.app
+        .store
+        .run(|c| {
+            let place = |name: &str, insee: Option<&str>| Place {
+                name: name.into(),
+                level: PlaceLevel::Commune,
+                insee_code: insee.map(Into::into),
+            };
+            // A public programme with no figures of its own, and a sub-action of it with two
+            // themes and two places (one without an INSEE code).
+            let programme = action(
+                "caravan",
+                "nested-p",
+                "Caravan programme",
+                Visibility::Public,
+            );
+            write_figures(c, &programme, 0, 0.0, NESTED_UNIT, Visibility::Public)?;
+            let mut sub = action(
+                "caravan",
+                "nested-s",
+                "Caravan district days",
+                Visibility::Public,
+            );
+            sub.parent_action_id = Some("nested-p".into());
+            sub.themes = vec!["health".into(), "housing".into()];
+            sub.places = vec![place("Grenoble", Some("38185")), place("Échirolles", None)];
+            write_figures(c, &sub, 12, 1.0, NESTED_UNIT, Visibility::Public)?;
+            // A private programme: its public sub-action's figures are counted, under the
+            // sub-action's own title, never the private one's.
+            let secret = action(
+                "collective",
+                "nested-q",
+                "Secret programme",
+                Visibility::Private,
+            );
+            write_figures(c, &secret, 0, 0.0, NESTED_UNIT, Visibility::Private)?;
+            let mut open = action(
+                "collective",
+                "nested-t",
+                "Open workshops",
+                Visibility::Public,
+            );
+            open.parent_action_id = Some("nested-q".into());
+            open.themes = vec!["housing".into()];
+            write_figures(c, &open, 15, 2.0, NESTED_UNIT, Visibility::Public)?;
+            // No themes, no places, no parent.
+            let bare = action(
+                "department",
+                "nested-u",
+                "Insertion plan",
+                Visibility::Public,
+            );
+            write_figures(c, &bare, 11, 3.0, NESTED_UNIT, Visibility::Public)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    let token = app.token("anvita", "research").await;
+    // 38 figures summing 75, each counted once in the total whatever the dimension.
+    let total = json!({ "suppressed": false, "records": 38, "sum": 75.0 });
+    let (cells, t) = published(&app, &token, "THEME").await;
+    assert_eq!(
+        cells,
+        [
+            ("health".into(), 12, 12.0),
+            ("housing".into(), 27, 42.0),
+            ("unknown".into(), 11, 33.0),
+        ]
+    );
+    assert_eq!(t, total);
+    let (cells, t) = published(&app, &token, "TERRITORY").await;
+    assert_eq!(
+        cells,
+        [
+            ("38185".into(), 12, 12.0),
+            ("unknown".into(), 26, 63.0),
+            ("Échirolles".into(), 12, 12.0),
+        ]
+    );
+    assert_eq!(t, total);
+    let (cells, t) = published(&app, &token, "PROGRAMME").await;
+    assert_eq!(
+        cells,
+        [
+            ("Caravan programme".into(), 12, 12.0),
+            ("Insertion plan".into(), 11, 33.0),
+            ("Open workshops".into(), 15, 30.0),
+        ]
+    );
+    assert_eq!(t, total);
+    let (cells, _) = published(&app, &token, "PARTNER").await;
+    assert_eq!(
+        cells,
+        [
+            ("caravan".into(), 12, 12.0),
+            ("collective".into(), 15, 30.0),
+            ("department".into(), 11, 33.0),
+        ]
+    );
+}
+
 backend_tests!(
     aggregates_suppress_small_cells_and_never_count_private_rows,
     aggregates_need_the_research_scope,
     the_aggregate_export_equals_research_aggregate,
     a_suppressed_value_never_appears_in_the_export,
     the_aggregate_export_needs_the_research_scope,
+    figures_count_once_per_theme_and_place_and_under_the_programme_one_may_see,
 );

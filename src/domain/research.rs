@@ -6,11 +6,11 @@
 //! total minus the published cells cannot reveal a small group; if even that cannot be reached,
 //! the total is withheld as well.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::domain::{Action, RowFilter};
+use crate::domain::RowFilter;
 use crate::error::Result;
-use crate::storage::queries;
+use crate::storage::queries::{self, FactGroup, FactKey};
 use crate::storage::AnyConnection;
 
 /// What to group outcome figures by.
@@ -76,46 +76,50 @@ pub struct Aggregate {
     pub total: Option<Tally>,
 }
 
-/// The top-level ancestor of each action in `ids` that `rf` lets us see.
-fn programmes(
+/// How many ids one statement of the programme walk names (well under SQLite's and
+/// PostgreSQL's limits on bound parameters).
+const IDS_PER_STATEMENT: usize = 5_000;
+
+/// The title of the top-level ancestor, through the actions `rf` lets us see, of each action
+/// in `parents`; an action we cannot see is not in the answer.
+fn programme_titles(
     conn: &mut AnyConnection,
     rf: &RowFilter,
-    ids: Vec<String>,
-) -> Result<HashMap<String, Action>> {
-    let mut known: HashMap<String, Action> = HashMap::new();
-    let mut wanted = ids.clone();
-    // Parents chains are short; bounded anyway.
+    parents: BTreeSet<String>,
+) -> Result<HashMap<String, String>> {
+    // id -> (parent, title), for every action the walk reached.
+    let mut known: HashMap<String, (Option<String>, String)> = HashMap::new();
+    let mut wanted: Vec<String> = parents.iter().cloned().collect();
+    // Parent chains are short; bounded anyway.
     for _ in 0..16 {
         wanted.retain(|id| !known.contains_key(id));
+        wanted.sort_unstable();
+        wanted.dedup();
         if wanted.is_empty() {
             break;
         }
-        // Only the parent links are needed here.
-        let found = queries::actions_by_ids(conn, rf, queries::Detail::NONE, &wanted)?;
-        wanted = found
-            .iter()
-            .filter_map(|a| a.parent_action_id.clone())
-            .collect();
-        for a in found {
-            known.insert(a.id.clone(), a);
-        }
-    }
-    let mut out = HashMap::new();
-    for id in ids {
-        let mut current = known.get(&id);
-        let mut hops = 0;
-        while let Some(a) = current {
-            match a.parent_action_id.as_ref().and_then(|p| known.get(p)) {
-                Some(parent) if hops < 16 => {
-                    current = Some(parent);
-                    hops += 1;
-                }
-                _ => break,
+        let mut next = Vec::new();
+        for ids in wanted.chunks(IDS_PER_STATEMENT) {
+            // Only the parent links and titles are needed here.
+            for a in queries::actions_by_ids(conn, rf, queries::Detail::NONE, ids)? {
+                next.extend(a.parent_action_id.clone());
+                known.insert(a.id, (a.parent_action_id, a.title));
             }
         }
-        if let Some(root) = current {
-            out.insert(id, root.clone());
+        wanted = next;
+    }
+    let mut out = HashMap::new();
+    for id in parents {
+        let Some(mut current) = known.get(&id) else {
+            continue;
+        };
+        for _ in 0..16 {
+            match current.0.as_ref().and_then(|p| known.get(p)) {
+                Some(parent) => current = parent,
+                None => break,
+            }
         }
+        out.insert(id, current.1.clone());
     }
     Ok(out)
 }
@@ -123,6 +127,9 @@ fn programmes(
 /// The one research policy: the `actual` outcome figures in `unit` of every partner's `public`
 /// and `partners` rows (never a `private` one), counted and summed by `by`, then suppressed
 /// with threshold `min_cell`. The caller checks the `research` scope first.
+///
+/// The database does the counting: it answers one row per group (per partner, period start,
+/// action, theme or place), so memory follows the number of cells, not of outcomes.
 pub fn aggregate(
     conn: &mut AnyConnection,
     by: AggregateDimension,
@@ -134,74 +141,66 @@ pub fn aggregate(
         own: None,
         shared_by: queries::partners(conn)?.into_iter().map(|p| p.id).collect(),
     };
-    let facts = queries::research_facts(conn, &rf, unit)?;
-    let mut action_ids: Vec<String> = facts.iter().map(|f| f.action_id.clone()).collect();
-    action_ids.sort();
-    action_ids.dedup();
-    // Only the dimensions that need the actions read them.
-    let roots = match by {
-        AggregateDimension::Programme => programmes(conn, &rf, action_ids.clone())?,
-        _ => HashMap::new(),
+    let grouping = match by {
+        AggregateDimension::Partner => FactGroup::Owner,
+        AggregateDimension::Programme => FactGroup::Action,
+        AggregateDimension::Territory => FactGroup::Place,
+        AggregateDimension::Period => FactGroup::PeriodStart,
+        AggregateDimension::Theme => FactGroup::Theme,
     };
-    let actions: HashMap<String, Action> = match by {
-        AggregateDimension::Theme | AggregateDimension::Territory => {
-            queries::actions_by_ids(conn, &rf, queries::Detail::FULL, &action_ids)?
-                .into_iter()
-                .map(|a| (a.id.clone(), a))
-                .collect()
+    let facts = queries::research_facts(conn, &rf, unit, grouping)?;
+    // Only sub-actions need the walk up to their programme.
+    let roots = match by {
+        AggregateDimension::Programme => {
+            let parents = facts
+                .iter()
+                .filter_map(|f| match &f.key {
+                    FactKey::Action { parent, .. } => parent.clone(),
+                    _ => None,
+                })
+                .collect();
+            programme_titles(conn, &rf, parents)?
         }
         _ => HashMap::new(),
     };
-    let unknown = || vec!["unknown".to_owned()];
+    let unknown = || "unknown".to_owned();
     let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     let mut total = Tally::default();
-    for f in &facts {
+    for f in facts {
         let tally = Tally {
             records: f.records,
             sum: f.sum,
         };
         total.merge(tally);
-        let action = actions.get(&f.action_id);
-        let keys: Vec<String> = match by {
-            AggregateDimension::Partner => vec![f.owner.clone()],
-            AggregateDimension::Programme => vec![roots
-                .get(&f.action_id)
-                .map(|a| a.title.clone())
-                .unwrap_or_else(|| "unknown".into())],
-            AggregateDimension::Period => vec![f
-                .period_start
-                .as_ref()
+        let key = match f.key {
+            FactKey::Owner(owner) => owner,
+            FactKey::PeriodStart(start) => start
                 .map(|p| p.chars().take(4).collect())
-                .unwrap_or_else(|| "unknown".into())],
-            AggregateDimension::Theme => action
-                .map(|a| a.themes.clone())
-                .filter(|t| !t.is_empty())
                 .unwrap_or_else(unknown),
-            AggregateDimension::Territory => action
-                .map(|a| {
-                    a.places
-                        .iter()
-                        .map(|p| p.insee_code.clone().unwrap_or(p.name.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(unknown),
+            // A top-level action is its own programme; so is one whose parent we cannot see.
+            FactKey::Action { parent, title, .. } => {
+                parent.and_then(|p| roots.get(&p).cloned()).unwrap_or(title)
+            }
+            FactKey::Theme(theme) => theme.unwrap_or_else(unknown),
+            FactKey::Place { insee_code, name } => insee_code.or(name).unwrap_or_else(unknown),
         };
-        for k in keys {
-            groups.entry(k).or_default().merge(tally);
-        }
+        groups.entry(key).or_default().merge(tally);
+    }
+    // With many-to-many dimensions the cells overlap: the total counts each figure once.
+    let many_to_many = matches!(
+        by,
+        AggregateDimension::Theme | AggregateDimension::Territory
+    );
+    if many_to_many {
+        let (records, sum) = queries::research_total(conn, &rf, unit)?;
+        total = Tally { records, sum };
     }
     let suppressed = suppress(groups, min_cell, counts_people(unit));
-    // With many-to-many dimensions the cells overlap; the total counts each figure once
-    // and is withheld whenever suppression touched any cell.
-    let total = match (&suppressed.total, by) {
-        (None, _) => None,
-        (Some(_), AggregateDimension::Theme | AggregateDimension::Territory)
-            if suppressed.cells.iter().any(|c| c.value.is_none()) =>
-        {
-            None
-        }
-        (Some(_), _) => Some(total),
+    // The total is withheld whenever suppression touched an overlapping cell.
+    let total = match &suppressed.total {
+        None => None,
+        Some(_) if many_to_many && suppressed.cells.iter().any(|c| c.value.is_none()) => None,
+        Some(_) => Some(total),
     };
     Ok(Aggregate {
         by,

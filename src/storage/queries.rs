@@ -691,65 +691,179 @@ pub fn partnerships_for(
     hydrate_partnerships(conn, rows)
 }
 
-/// The outcome figures of one action, owner and period start, counted and summed in the
-/// database: research aggregates read one row per group, not one per figure, so their memory
-/// follows the number of actions, not of outcomes.
+/// What the database groups research figures by. Each grouping reads one row per group, so a
+/// research aggregate's memory follows the number of cells it can have, not the number of
+/// outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactGroup {
+    /// The owning partner.
+    Owner,
+    /// The period's start day.
+    PeriodStart,
+    /// The action, with its parent and title.
+    Action,
+    /// Each theme of the action (a figure once per theme; `None` for an action with none).
+    Theme,
+    /// Each place of the action (a figure once per place; `None` for an action with none).
+    Place,
+}
+
+/// The key of one group of research figures; which variant follows the `FactGroup`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactKey {
+    Owner(String),
+    PeriodStart(Option<String>),
+    Action {
+        id: String,
+        parent: Option<String>,
+        title: String,
+    },
+    Theme(Option<String>),
+    Place {
+        insee_code: Option<String>,
+        name: Option<String>,
+    },
+}
+
+/// One group of research figures, counted and summed in the database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResearchFact {
-    pub owner: String,
-    pub action_id: String,
-    pub period_start: Option<String>,
+    pub key: FactKey,
     /// How many figures.
     pub records: i64,
     pub sum: f64,
 }
 
-/// The `actual` outcome figures in `unit` that `rf` allows (through the same policy as every
-/// read), grouped for aggregation.
+/// The research figures' row policy, for every grouping: the `actual` outcome figures in
+/// `unit` that `rf` allows (the outcome and its action visible, as in `outcome_query`).
+/// A query that joins `actions` already filters it directly (`joined actions`).
+macro_rules! research_figures {
+    ($query:expr, $rf:expr, $unit:expr) => {{
+        let rf: &RowFilter = $rf;
+        let visible_actions = actions::table
+            .filter(visible_to!(actions, rf))
+            .select(actions::id);
+        research_figures!(@outcomes $query.filter(outcomes::action_id.eq_any(visible_actions)), rf, $unit)
+    }};
+    (joined actions $query:expr, $rf:expr, $unit:expr) => {{
+        let rf: &RowFilter = $rf;
+        research_figures!(@outcomes $query.filter(visible_to!(actions, rf)), rf, $unit)
+    }};
+    (@outcomes $query:expr, $rf:expr, $unit:expr) => {
+        $query
+            .filter(visible_to!(outcomes, $rf))
+            .filter(outcomes::measure.eq(domain::OutcomeMeasure::Actual.as_str()))
+            .filter(outcomes::unit.eq($unit.to_owned()))
+            .filter(outcomes::value.is_not_null())
+    };
+}
+
+/// The research figures in `unit` that `rf` allows, counted and summed by `by` in the
+/// database (one statement).
 pub fn research_facts(
     conn: &mut AnyConnection,
     rf: &RowFilter,
     unit: &str,
+    by: FactGroup,
 ) -> Result<Vec<ResearchFact>> {
     use diesel::dsl::{count_star, sum};
-    // The same row policy as `outcome_query` (the outcome and its action visible to `rf`),
-    // grouped by the database: one row per group comes back, not one per figure.
-    let visible_actions = actions::table
-        .filter(visible_to!(actions, rf))
-        .select(actions::id);
-    // Owner, action, period start, figures, sum.
-    type Group = (String, String, Option<String>, i64, Option<f64>);
-    let rows: Vec<Group> = outcomes::table
-        .filter(visible_to!(outcomes, rf))
-        .filter(outcomes::action_id.eq_any(visible_actions))
-        .filter(outcomes::measure.eq(domain::OutcomeMeasure::Actual.as_str()))
-        .filter(outcomes::unit.eq(unit.to_owned()))
-        .filter(outcomes::value.is_not_null())
-        .group_by((
-            outcomes::owner_partner_id,
-            outcomes::action_id,
-            outcomes::period_start,
-        ))
-        .select((
-            outcomes::owner_partner_id,
-            outcomes::action_id,
-            outcomes::period_start,
-            count_star(),
-            sum(outcomes::value),
-        ))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(owner, action_id, period_start, records, sum)| ResearchFact {
-                owner,
-                action_id,
-                period_start,
-                records,
-                sum: sum.unwrap_or(0.0),
-            },
-        )
-        .collect())
+    let fact = |key, records, sum: Option<f64>| ResearchFact {
+        key,
+        records,
+        sum: sum.unwrap_or(0.0),
+    };
+    Ok(match by {
+        FactGroup::Owner => {
+            let rows: Vec<(String, i64, Option<f64>)> =
+                research_figures!(outcomes::table, rf, unit)
+                    .group_by(outcomes::owner_partner_id)
+                    .select((
+                        outcomes::owner_partner_id,
+                        count_star(),
+                        sum(outcomes::value),
+                    ))
+                    .load(conn)?;
+            rows.into_iter()
+                .map(|(k, r, s)| fact(FactKey::Owner(k), r, s))
+                .collect()
+        }
+        FactGroup::PeriodStart => {
+            let rows: Vec<(Option<String>, i64, Option<f64>)> =
+                research_figures!(outcomes::table, rf, unit)
+                    .group_by(outcomes::period_start)
+                    .select((outcomes::period_start, count_star(), sum(outcomes::value)))
+                    .load(conn)?;
+            rows.into_iter()
+                .map(|(k, r, s)| fact(FactKey::PeriodStart(k), r, s))
+                .collect()
+        }
+        FactGroup::Action => {
+            type Row = (String, Option<String>, String, i64, Option<f64>);
+            let rows: Vec<Row> =
+                research_figures!(joined actions outcomes::table.inner_join(actions::table), rf, unit)
+                    .group_by((actions::id, actions::parent_action_id, actions::title))
+                    .select((
+                        actions::id,
+                        actions::parent_action_id,
+                        actions::title,
+                        count_star(),
+                        sum(outcomes::value),
+                    ))
+                    .load(conn)?;
+            rows.into_iter()
+                .map(|(id, parent, title, r, s)| fact(FactKey::Action { id, parent, title }, r, s))
+                .collect()
+        }
+        FactGroup::Theme => {
+            let rows: Vec<(Option<String>, i64, Option<f64>)> = research_figures!(
+                outcomes::table.left_join(
+                    action_themes::table.on(action_themes::action_id.eq(outcomes::action_id))
+                ),
+                rf,
+                unit
+            )
+            .group_by(action_themes::theme)
+            .select((
+                action_themes::theme.nullable(),
+                count_star(),
+                sum(outcomes::value),
+            ))
+            .load(conn)?;
+            rows.into_iter()
+                .map(|(k, r, s)| fact(FactKey::Theme(k), r, s))
+                .collect()
+        }
+        FactGroup::Place => {
+            type Row = (Option<String>, Option<String>, i64, Option<f64>);
+            let rows: Vec<Row> = research_figures!(
+                outcomes::table.left_join(
+                    action_places::table.on(action_places::action_id.eq(outcomes::action_id))
+                ),
+                rf,
+                unit
+            )
+            .group_by((action_places::insee_code, action_places::name))
+            .select((
+                action_places::insee_code.nullable(),
+                action_places::name.nullable(),
+                count_star(),
+                sum(outcomes::value),
+            ))
+            .load(conn)?;
+            rows.into_iter()
+                .map(|(insee_code, name, r, s)| fact(FactKey::Place { insee_code, name }, r, s))
+                .collect()
+        }
+    })
+}
+
+/// The count and sum of every research figure in `unit` that `rf` allows, each once.
+pub fn research_total(conn: &mut AnyConnection, rf: &RowFilter, unit: &str) -> Result<(i64, f64)> {
+    use diesel::dsl::{count_star, sum};
+    let (records, total): (i64, Option<f64>) = research_figures!(outcomes::table, rf, unit)
+        .select((count_star(), sum(outcomes::value)))
+        .first(conn)?;
+    Ok((records, total.unwrap_or(0.0)))
 }
 
 /// The partners owning at least one record of `kind` that `rf` lets its viewer read: whose
