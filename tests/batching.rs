@@ -193,6 +193,19 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
         body["data"]["actions"]["nodes"][0]["themes"],
         json!(["testing"])
     );
+    // Outcomes' provenance columns are selected only when the document names `provenance`
+    // (no statement more): named in a fragment, it comes whole.
+    let (named, body) = cost(
+        "{ actions { nodes { outcomes { indicator ...From } } } }
+         fragment From on Outcome { provenance { source importedAt } }",
+    )
+    .await;
+    assert_eq!(named, bare);
+    for node in body["data"]["actions"]["nodes"].as_array().unwrap() {
+        let provenance = &node["outcomes"][0]["provenance"];
+        assert_eq!(provenance["source"], "test", "{body}");
+        assert_ne!(provenance["importedAt"], "", "{body}");
+    }
 }
 
 backend_tests!(

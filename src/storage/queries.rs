@@ -120,15 +120,17 @@ macro_rules! apply_page {
     }};
 }
 
-/// Which satellite rows a read of actions or outcomes loads beside the records themselves: each
-/// costs one statement per batch. A GraphQL document that never names `themes`, `places` or
-/// `disaggregations` does not pay for them (the `limits` walk calls `Detail::note` on each field
-/// name); every other read loads all.
+/// Which satellite rows a read of actions or outcomes loads beside the records themselves (each
+/// costs one statement per batch), and whether outcomes carry their provenance columns (four
+/// strings a row, most of an outcome's bytes once read). A GraphQL document that never names
+/// `themes`, `places`, `disaggregations` or `provenance` does not pay for them (the `limits` walk
+/// calls `Detail::note` on each field name); every other read loads all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Detail {
     pub themes: bool,
     pub places: bool,
     pub disaggregations: bool,
+    pub provenance: bool,
 }
 
 impl Detail {
@@ -137,6 +139,7 @@ impl Detail {
         themes: true,
         places: true,
         disaggregations: true,
+        provenance: true,
     };
 
     /// The records alone.
@@ -144,6 +147,7 @@ impl Detail {
         themes: false,
         places: false,
         disaggregations: false,
+        provenance: false,
     };
 
     /// Widens to what a field of this name can ask for.
@@ -152,6 +156,7 @@ impl Detail {
             "themes" => self.themes = true,
             "places" => self.places = true,
             "disaggregations" => self.disaggregations = true,
+            "provenance" => self.provenance = true,
             _ => {}
         }
     }
@@ -470,6 +475,25 @@ fn outcome_query(rf: &RowFilter, q: &OutcomeQuery) -> outcomes::BoxedQuery<'stat
     apply_period!(query, outcomes, &q.period)
 }
 
+/// The outcome records `query` selects, without their provenance unless `detail` asks for it
+/// (then `OutcomeRecord::provenance` is empty).
+fn load_outcomes(
+    conn: &mut AnyConnection,
+    detail: Detail,
+    query: outcomes::BoxedQuery<'static, MultiBackend>,
+) -> Result<Vec<OutcomeRecord>> {
+    Ok(if detail.provenance {
+        query.select(OutcomeRecord::as_select()).load(conn)?
+    } else {
+        query
+            .select(OutcomeBrief::as_select())
+            .load::<OutcomeBrief>(conn)?
+            .into_iter()
+            .map(OutcomeRecord::from)
+            .collect()
+    })
+}
+
 fn hydrate_outcomes(
     conn: &mut AnyConnection,
     detail: Detail,
@@ -513,14 +537,13 @@ pub fn outcomes_page(
     q: &OutcomeQuery,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Outcome)>> {
-    let rows: Vec<OutcomeRecord> = apply_page!(
+    let query = apply_page!(
         outcome_query(rf, q),
         outcomes::indicator,
         outcomes::id,
         page
-    )
-    .select(OutcomeRecord::as_select())
-    .load(conn)?;
+    );
+    let rows = load_outcomes(conn, detail, query)?;
     let keys: Vec<String> = rows.iter().map(|r| r.indicator.clone()).collect();
     Ok(keys
         .into_iter()
@@ -539,10 +562,8 @@ pub fn outcomes_by_ids(
     ids: &[String],
 ) -> Result<Vec<domain::Outcome>> {
     let q = OutcomeQuery::default();
-    let rows: Vec<OutcomeRecord> = outcome_query(rf, &q)
-        .filter(outcomes::id.eq_any(ids.to_vec()))
-        .select(OutcomeRecord::as_select())
-        .load(conn)?;
+    let query = outcome_query(rf, &q).filter(outcomes::id.eq_any(ids.to_vec()));
+    let rows = load_outcomes(conn, detail, query)?;
     hydrate_outcomes(conn, detail, rows)
 }
 
@@ -558,9 +579,7 @@ pub fn outcomes_by_actions(
         action_ids: action_ids.to_vec(),
         ..Default::default()
     };
-    let mut rows: Vec<OutcomeRecord> = outcome_query(rf, &q)
-        .select(OutcomeRecord::as_select())
-        .load(conn)?;
+    let mut rows = load_outcomes(conn, detail, outcome_query(rf, &q))?;
     // Sorted here rather than by the database: there it was half the statement's time, and
     // nothing pages through these lists.
     rows.sort_unstable_by(|a, b| (&a.indicator, &a.id).cmp(&(&b.indicator, &b.id)));

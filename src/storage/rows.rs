@@ -374,6 +374,46 @@ pub struct OutcomeRecord {
     pub updated_at: String,
 }
 
+/// An `OutcomeRecord` without its provenance, for reads whose document never asks for it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outcomes)]
+pub struct OutcomeBrief {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub action_id: String,
+    pub indicator: String,
+    pub measure: String,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub statement: Option<String>,
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    pub visibility: String,
+}
+
+impl From<OutcomeBrief> for OutcomeRecord {
+    /// With an empty provenance.
+    fn from(b: OutcomeBrief) -> Self {
+        OutcomeRecord {
+            id: b.id,
+            owner_partner_id: b.owner_partner_id,
+            action_id: b.action_id,
+            indicator: b.indicator,
+            measure: b.measure,
+            value: b.value,
+            unit: b.unit,
+            statement: b.statement,
+            period_start: b.period_start,
+            period_end: b.period_end,
+            visibility: b.visibility,
+            source: String::new(),
+            source_ref: None,
+            imported_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+}
+
 impl OutcomeRecord {
     pub fn into_domain(
         self,
