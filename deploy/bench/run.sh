@@ -5,7 +5,7 @@
 # request grow with page size and with data scale. Writes deploy/bench/results/{results.jsonl,
 # report.md,latency.svg}.
 #
-#   bash deploy/bench/run.sh                       # the defaults below, about 15 minutes
+#   bash deploy/bench/run.sh                       # the defaults below, about 16 minutes
 #   SCALE=0.01 SCALES=0.01 DURATION=5 bash deploy/bench/run.sh   # a quick look
 #
 # Scenarios: (a) a partner dashboard (a page of actions with outcomes and partners), (b) a
@@ -20,6 +20,7 @@ DURATION="${DURATION:-10}"
 RATES="${RATES:-100 200 300 400 600 800}"  # fixed rates for the dashboard, Passerelle and peer
 FLOOR_RATES="${FLOOR_RATES:-1000 2000}"
 TOKENS="${TOKENS:-256}"
+PAIRS="${PAIRS:-3}"                # alternating pairs for the ratios (APQ vs floor, Passerelle vs peer)
 PHASES="${PHASES:-main peer scales}"  # a subset re-runs those phases, appending to results.jsonl
 phase() { [[ " $PHASES " == *" $1 "* ]]; }
 PG_ADMIN="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -160,6 +161,12 @@ for rate in $FLOOR_RATES; do
 done
 run "floor-get@max" "$FLOOR_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PREFLIGHT[@]}"
 run "apq-dashboard@max" "$APQ_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PREFLIGHT[@]}"
+# This machine's speed drifts by tens of percent within minutes: ratios are taken from runs
+# that alternate, each pair measured in the same period.
+for i in $(seq 1 "$PAIRS"); do
+  run "floor-get-ab$i@max" "$FLOOR_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PREFLIGHT[@]}"
+  run "apq-dashboard-ab$i@max" "$APQ_URL" "" 0 "$WORK/read.tokens" --concurrency 32 "${PREFLIGHT[@]}"
+done
 run "research-cached@max" "$GQL" "$RESEARCH" 0 "$WORK/research.tokens" --concurrency 32
 stop_server
 fi
@@ -176,6 +183,15 @@ if phase peer && command -v npm >/dev/null; then
   PEER_Q='{"query":"query Dashboard($p: String!) { allActions(first: 20, orderBy: [TITLE_ASC, ID_ASC], condition: { ownerPartnerId: $p, visibility: \"public\" }) { nodes { id title startsOn outcomesByActionId { nodes { indicator value unit } } partnershipsByActionId { nodes { partnershipMembersByPartnershipId { nodes { role actorByActorId { name } } } } } } pageInfo { hasNextPage endCursor } } }","variables":{"p":"synthetic-0000"}}'
   run "peer-dashboard@max" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" 0 "" --concurrency 32
   for rate in $RATES; do run "peer-dashboard@$rate" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" "$rate" ""; done
+  # Alternating pairs at saturation, Passerelle (response cache off, fresh tokens) then the peer.
+  PEER_PID=$MEASURED; MEASURED=
+  start_server raw
+  mint "$WORK/read.tokens" "read"
+  for i in $(seq 1 "$PAIRS"); do
+    run "dashboard-ab$i@max" "$GQL" "$(dashboard 20)" 0 "$WORK/read.tokens" --concurrency 32
+    MEASURED=$PEER_PID run "peer-dashboard-ab$i@max" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" 0 "" --concurrency 32
+  done
+  stop_server
   kill "$PEER" 2>/dev/null; PEER=; MEASURED=
 fi
 MODE=
