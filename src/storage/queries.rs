@@ -499,7 +499,7 @@ fn hydrate_outcomes(
     detail: Detail,
     rows: Vec<OutcomeRecord>,
 ) -> Result<Vec<domain::Outcome>> {
-    let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
+    let ids: Vec<&String> = rows.iter().map(|r| &r.brief.id).collect();
     let mut cells: HashMap<String, Vec<domain::Disaggregation>> = HashMap::new();
     if !ids.is_empty() && detail.disaggregations {
         let found: Vec<DisaggregationRow> = outcome_disaggregations::table
@@ -523,7 +523,7 @@ fn hydrate_outcomes(
     }
     rows.into_iter()
         .map(|r| {
-            let c = cells.remove(&r.id).unwrap_or_default();
+            let c = cells.remove(&r.brief.id).unwrap_or_default();
             r.into_domain(c)
         })
         .collect()
@@ -544,7 +544,7 @@ pub fn outcomes_page(
         page
     );
     let rows = load_outcomes(conn, detail, query)?;
-    let keys: Vec<String> = rows.iter().map(|r| r.indicator.clone()).collect();
+    let keys: Vec<String> = rows.iter().map(|r| r.brief.indicator.clone()).collect();
     Ok(keys
         .into_iter()
         .zip(hydrate_outcomes(conn, detail, rows)?)
@@ -582,7 +582,9 @@ pub fn outcomes_by_actions(
     let mut rows = load_outcomes(conn, detail, outcome_query(rf, &q))?;
     // Sorted here rather than by the database: there it was half the statement's time, and
     // nothing pages through these lists.
-    rows.sort_unstable_by(|a, b| (&a.indicator, &a.id).cmp(&(&b.indicator, &b.id)));
+    rows.sort_unstable_by(|a, b| {
+        (&a.brief.indicator, &a.brief.id).cmp(&(&b.brief.indicator, &b.brief.id))
+    });
     hydrate_outcomes(conn, detail, rows)
 }
 

@@ -357,17 +357,8 @@ pub struct OutcomeRow {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = outcomes)]
 pub struct OutcomeRecord {
-    pub id: String,
-    pub owner_partner_id: String,
-    pub action_id: String,
-    pub indicator: String,
-    pub measure: String,
-    pub value: Option<f64>,
-    pub unit: Option<String>,
-    pub statement: Option<String>,
-    pub period_start: Option<String>,
-    pub period_end: Option<String>,
-    pub visibility: String,
+    #[diesel(embed)]
+    pub brief: OutcomeBrief,
     pub source: String,
     pub source_ref: Option<String>,
     pub imported_at: String,
@@ -393,19 +384,9 @@ pub struct OutcomeBrief {
 
 impl From<OutcomeBrief> for OutcomeRecord {
     /// With an empty provenance.
-    fn from(b: OutcomeBrief) -> Self {
+    fn from(brief: OutcomeBrief) -> Self {
         OutcomeRecord {
-            id: b.id,
-            owner_partner_id: b.owner_partner_id,
-            action_id: b.action_id,
-            indicator: b.indicator,
-            measure: b.measure,
-            value: b.value,
-            unit: b.unit,
-            statement: b.statement,
-            period_start: b.period_start,
-            period_end: b.period_end,
-            visibility: b.visibility,
+            brief,
             source: String::new(),
             source_ref: None,
             imported_at: String::new(),
@@ -419,32 +400,29 @@ impl OutcomeRecord {
         self,
         disaggregations: Vec<domain::Disaggregation>,
     ) -> Result<domain::Outcome> {
+        let b = self.brief;
         Ok(domain::Outcome {
             measure: vocab(
                 "outcome measure",
-                &self.measure,
+                &b.measure,
                 domain::OutcomeMeasure::from_stored,
             )?,
-            period_start: date("period start", self.period_start)?,
-            period_end: date("period end", self.period_end)?,
-            visibility: vocab(
-                "visibility",
-                &self.visibility,
-                domain::Visibility::from_stored,
-            )?,
+            period_start: date("period start", b.period_start)?,
+            period_end: date("period end", b.period_end)?,
+            visibility: vocab("visibility", &b.visibility, domain::Visibility::from_stored)?,
             provenance: Provenance {
                 source: self.source,
                 source_ref: self.source_ref,
                 imported_at: self.imported_at,
                 updated_at: self.updated_at,
             },
-            id: self.id,
-            owner: self.owner_partner_id,
-            action_id: self.action_id,
-            indicator: self.indicator,
-            value: self.value,
-            unit: self.unit,
-            statement: self.statement,
+            id: b.id,
+            owner: b.owner_partner_id,
+            action_id: b.action_id,
+            indicator: b.indicator,
+            value: b.value,
+            unit: b.unit,
+            statement: b.statement,
             disaggregations,
         })
     }
