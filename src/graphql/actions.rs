@@ -14,7 +14,15 @@ use crate::domain::{self, PartialDate};
 use crate::error::Error;
 use crate::storage::queries::{self, ActionQuery, ActionSort};
 
-pub struct Action(pub domain::Action);
+/// Shared with the request's loaders, which hand out the same record to every field that
+/// asks for it without copying it.
+pub struct Action(pub std::sync::Arc<domain::Action>);
+
+impl From<domain::Action> for Action {
+    fn from(record: domain::Action) -> Self {
+        Action(std::sync::Arc::new(record))
+    }
+}
 
 /// Something a partner does: a programme, a campaign, a working group, an intervention, an
 /// event, a publication...
@@ -147,7 +155,7 @@ impl Action {
 
 /// An actor involved in an action, and its role.
 pub struct ActionPartner {
-    actor: domain::Actor,
+    actor: std::sync::Arc<domain::Actor>,
     role: domain::PartnershipRole,
     partnership_id: String,
 }
@@ -262,7 +270,13 @@ impl ActionQueries {
             .await?;
         super::prefetch::feed(plan, rc, loaded).await;
         rc.owners.note(rows.iter().take(size));
-        Ok(ActionConnection::new(rows, size, query, |a| &a.id, Action))
+        Ok(ActionConnection::new(
+            rows,
+            size,
+            query,
+            |a| &a.id,
+            Action::from,
+        ))
     }
 
     /// One action by its global id; null if it does not exist or you may not see it.

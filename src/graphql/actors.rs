@@ -12,7 +12,15 @@ use super::partnerships::Partnership;
 use crate::domain;
 use crate::storage::queries::{self, ActorQuery};
 
-pub struct Actor(pub domain::Actor);
+/// Shared with the request's loaders, which hand out the same record to every field that
+/// asks for it without copying it.
+pub struct Actor(pub std::sync::Arc<domain::Actor>);
+
+impl From<domain::Actor> for Actor {
+    fn from(record: domain::Actor) -> Self {
+        Actor(std::sync::Arc::new(record))
+    }
+}
 
 /// An organisation (a collective, a local authority, a network, an association...) or a group
 /// such as a users' resource group. Never a person.
@@ -84,7 +92,7 @@ impl Actor {
             .unwrap_or_default();
         let mut action_ids: Vec<String> = partnerships
             .into_iter()
-            .filter_map(|p| p.action_id)
+            .filter_map(|p| p.action_id.clone())
             .collect();
         action_ids.sort();
         action_ids.dedup();
@@ -176,7 +184,13 @@ impl ActorQueries {
             .read(move |c, rf| queries::actors_page(c, rf, &q, &page))
             .await?;
         rc.owners.note(rows.iter().take(size));
-        Ok(ActorConnection::new(rows, size, query, |a| &a.id, Actor))
+        Ok(ActorConnection::new(
+            rows,
+            size,
+            query,
+            |a| &a.id,
+            Actor::from,
+        ))
     }
 
     /// One actor by its global id; null if it does not exist or you may not see it.

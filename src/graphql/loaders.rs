@@ -3,6 +3,7 @@
 //! request's row filter: it can only return what the viewer may see.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
 
@@ -51,12 +52,18 @@ macro_rules! by_id_loader {
         pub struct $name(pub LoaderScope);
 
         impl Loader<String> for $name {
-            type Value = $value;
+            type Value = Arc<$value>;
             type Error = async_graphql::Error;
 
-            async fn load(&self, keys: &[String]) -> Result<HashMap<String, $value>, Self::Error> {
+            async fn load(
+                &self,
+                keys: &[String],
+            ) -> Result<HashMap<String, Arc<$value>>, Self::Error> {
                 let found = self.0.load_many(keys, $load).await?;
-                Ok(found.into_iter().map(|v| (v.id.clone(), v)).collect())
+                Ok(found
+                    .into_iter()
+                    .map(|v| (v.id.clone(), Arc::new(v)))
+                    .collect())
             }
         }
     };
@@ -68,18 +75,20 @@ macro_rules! grouped_loader {
         pub struct $name(pub LoaderScope);
 
         impl Loader<String> for $name {
-            type Value = Vec<$value>;
+            type Value = Vec<Arc<$value>>;
             type Error = async_graphql::Error;
 
             async fn load(
                 &self,
                 keys: &[String],
-            ) -> Result<HashMap<String, Vec<$value>>, Self::Error> {
+            ) -> Result<HashMap<String, Vec<Arc<$value>>>, Self::Error> {
                 let found = self.0.load_many(keys, $load).await?;
-                let mut grouped: HashMap<String, Vec<$value>> = HashMap::new();
+                let mut grouped: HashMap<String, Vec<Arc<$value>>> = HashMap::new();
                 let group: fn(&$value, &[String]) -> Vec<String> = $group;
                 for v in found {
-                    for key in group(&v, keys) {
+                    let keys = group(&v, keys);
+                    let v = Arc::new(v);
+                    for key in keys {
                         grouped.entry(key).or_default().push(v.clone());
                     }
                 }
@@ -111,21 +120,21 @@ impl Loader<String> for PartnerById {
 pub struct ActorById(pub LoaderScope);
 
 impl Loader<String> for ActorById {
-    type Value = Option<domain::Actor>;
+    type Value = Option<Arc<domain::Actor>>;
     type Error = async_graphql::Error;
 
     async fn load(
         &self,
         keys: &[String],
-    ) -> Result<HashMap<String, Option<domain::Actor>>, Self::Error> {
+    ) -> Result<HashMap<String, Option<Arc<domain::Actor>>>, Self::Error> {
         let found = self
             .0
             .load_many(keys, |c, rf, _, ids| queries::actors_by_ids(c, rf, ids))
             .await?;
-        let mut answers: HashMap<String, Option<domain::Actor>> =
+        let mut answers: HashMap<String, Option<Arc<domain::Actor>>> =
             keys.iter().map(|k| (k.clone(), None)).collect();
         for a in found {
-            answers.insert(a.id.clone(), Some(a));
+            answers.insert(a.id.clone(), Some(Arc::new(a)));
         }
         Ok(answers)
     }

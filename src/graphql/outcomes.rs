@@ -12,7 +12,15 @@ use crate::domain::{self, PartialDate};
 use crate::error::Error;
 use crate::storage::queries::{self, OutcomeQuery};
 
-pub struct Outcome(pub domain::Outcome);
+/// Shared with the request's loaders, which hand out the same record to every field that
+/// asks for it without copying it.
+pub struct Outcome(pub std::sync::Arc<domain::Outcome>);
+
+impl From<domain::Outcome> for Outcome {
+    fn from(record: domain::Outcome) -> Self {
+        Outcome(std::sync::Arc::new(record))
+    }
+}
 
 /// One cell of a breakdown of an outcome's value.
 #[derive(SimpleObject)]
@@ -173,7 +181,7 @@ impl OutcomeQueries {
             size,
             query,
             |o| &o.id,
-            Outcome,
+            Outcome::from,
         ))
     }
 

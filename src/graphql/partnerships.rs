@@ -13,7 +13,15 @@ use crate::domain::{self, PartialDate};
 use crate::error::Error;
 use crate::storage::queries::{self, PartnershipQuery};
 
-pub struct Partnership(pub domain::Partnership);
+/// Shared with the request's loaders, which hand out the same record to every field that
+/// asks for it without copying it.
+pub struct Partnership(pub std::sync::Arc<domain::Partnership>);
+
+impl From<domain::Partnership> for Partnership {
+    fn from(record: domain::Partnership) -> Self {
+        Partnership(std::sync::Arc::new(record))
+    }
+}
 
 /// Organisations working together, each with a role, usually for one action.
 #[Object]
@@ -83,7 +91,7 @@ impl Partnership {
 
 /// An actor in a partnership and its role.
 pub struct Member {
-    actor: domain::Actor,
+    actor: std::sync::Arc<domain::Actor>,
     role: domain::PartnershipRole,
 }
 
@@ -164,7 +172,7 @@ impl PartnershipQueries {
             size,
             query,
             |p| &p.id,
-            Partnership,
+            Partnership::from,
         ))
     }
 

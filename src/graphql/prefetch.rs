@@ -9,6 +9,7 @@
 //! is the same visibility-filtered query the loaders themselves use.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::Context;
 
@@ -130,17 +131,18 @@ impl Plan {
     }
 }
 
-/// Each of `ids` with the items whose key it is (an empty list for none): items move in, in
-/// their order.
+/// Each of `ids` with the items whose key it is (an empty list for none), in their order, as
+/// the loaders hold them.
 fn group<T>(
     ids: &[String],
     items: Vec<T>,
     key_of: impl Fn(&T) -> Option<&String>,
-) -> HashMap<String, Vec<T>> {
-    let mut map: HashMap<String, Vec<T>> = ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+) -> HashMap<String, Vec<Arc<T>>> {
+    let mut map: HashMap<String, Vec<Arc<T>>> =
+        ids.iter().map(|id| (id.clone(), Vec::new())).collect();
     for item in items {
         if let Some(list) = key_of(&item).and_then(|k| map.get_mut(k)) {
-            list.push(item);
+            list.push(Arc::new(item));
         }
     }
     map
@@ -170,10 +172,10 @@ pub async fn feed(plan: Plan, rc: &RequestContext, loaded: Loaded) {
             .feed_many(group(ids, loaded.partnerships, |p| p.action_id.as_ref()))
             .await;
     }
-    let mut actors: HashMap<String, Option<domain::Actor>> =
+    let mut actors: HashMap<String, Option<Arc<domain::Actor>>> =
         loaded.actor_ids.into_iter().map(|id| (id, None)).collect();
     for a in loaded.actors {
-        actors.insert(a.id.clone(), Some(a));
+        actors.insert(a.id.clone(), Some(Arc::new(a)));
     }
     loaders.actor.feed_many(actors).await;
     if plan.sub_actions {
@@ -186,7 +188,12 @@ pub async fn feed(plan: Plan, rc: &RequestContext, loaded: Loaded) {
     }
     loaders
         .action
-        .feed_many(loaded.parents.into_iter().map(|a| (a.id.clone(), a)))
+        .feed_many(
+            loaded
+                .parents
+                .into_iter()
+                .map(|a| (a.id.clone(), Arc::new(a))),
+        )
         .await;
     loaders
         .partner

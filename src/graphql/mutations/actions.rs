@@ -94,7 +94,7 @@ impl ActionMutations {
         .await?;
         Ok(ActionPayload {
             effect,
-            action: stored.map(Action),
+            action: stored.map(Action::from),
         })
     }
 

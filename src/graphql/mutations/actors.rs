@@ -73,7 +73,7 @@ impl ActorMutations {
         .await?;
         Ok(ActorPayload {
             effect,
-            actor: stored.map(Actor),
+            actor: stored.map(Actor::from),
         })
     }
 

@@ -89,7 +89,7 @@ impl OutcomeMutations {
         .await?;
         Ok(OutcomePayload {
             effect,
-            outcome: stored.map(Outcome),
+            outcome: stored.map(Outcome::from),
         })
     }
 

@@ -82,7 +82,7 @@ impl PartnershipMutations {
         .await?;
         Ok(PartnershipPayload {
             effect,
-            partnership: stored.map(Partnership),
+            partnership: stored.map(Partnership::from),
         })
     }
 
