@@ -410,6 +410,69 @@ async fn sql_visibility_agrees_with_the_policy(app: TestApp) {
     }
 }
 
+/// Partnerships and their members are read in one statement (a row per member): each comes
+/// once, with its members in their order, on the action path and the actor path alike; a
+/// hidden partnership naming a visible member stays hidden.
+async fn partnerships_come_whole_with_their_members_in_order(app: TestApp) {
+    setup_partners(&app, &["p1"]).await;
+    app.app
+        .store
+        .run(|c| {
+            let w = writer("p1");
+            for a in ["a1", "a2", "a3"] {
+                writes::upsert_actor(c, &w, &actor(a, "p1", Visibility::Public), "t")?;
+            }
+            writes::upsert_action(c, &w, &action("x1", "p1", Visibility::Public), "t")?;
+            for (id, members, visibility) in [
+                ("ps-b", &["a3", "a1", "a2"][..], Visibility::Public),
+                ("ps-a", &["a2"][..], Visibility::Public),
+                ("ps-c", &["a1"][..], Visibility::Private),
+            ] {
+                let p = partnership(id, "p1", Some("x1"), members, visibility);
+                writes::upsert_partnership(c, &w, &p, "t")?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap();
+    let data = app
+        .data(
+            r#"{ actions { nodes { partnerships { localId members { actor { localId } } } } }
+                 actors { nodes { localId partnerships { localId members { actor { localId } } } } } }"#,
+            json!({}),
+        )
+        .await;
+    let members = |ids: &[&str]| -> Value {
+        Value::Array(
+            ids.iter()
+                .map(|a| json!({ "actor": { "localId": a } }))
+                .collect(),
+        )
+    };
+    let ps_a = json!({ "localId": "ps-a", "members": members(&["a2"]) });
+    let ps_b = json!({ "localId": "ps-b", "members": members(&["a3", "a1", "a2"]) });
+    // Sorted by name: "Partnership ps-a", then "Partnership ps-b".
+    assert_eq!(
+        data["actions"]["nodes"][0]["partnerships"],
+        json!([ps_a, ps_b])
+    );
+    let by_actor: Vec<(&str, &Value)> = data["actors"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["localId"].as_str().unwrap(), &a["partnerships"]))
+        .collect();
+    assert_eq!(
+        by_actor,
+        [
+            ("a1", &json!([ps_b])),
+            ("a2", &json!([ps_a, ps_b])),
+            ("a3", &json!([ps_b]))
+        ]
+    );
+}
+
 backend_tests!(
     sql_visibility_agrees_with_the_policy,
     writes_are_validated_field_by_field,
@@ -417,4 +480,5 @@ backend_tests!(
     retried_writes_change_nothing_and_updates_keep_their_history,
     a_partner_cannot_overwrite_another_partners_record,
     anonymous_callers_reach_public_rows_only_on_every_path,
+    partnerships_come_whole_with_their_members_in_order,
 );

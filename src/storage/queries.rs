@@ -599,33 +599,45 @@ pub struct PartnershipQuery {
     pub text: Option<String>,
 }
 
+/// `rf`'s visible partnerships that `q` selects, on any query that reads `partnerships`
+/// (alone or joined with its members).
+macro_rules! partnership_filters {
+    ($query:expr, $rf:expr, $q:expr) => {{
+        let q: &PartnershipQuery = $q;
+        let mut query = $query.filter(visible_to!(partnerships, $rf));
+        if !q.owners.is_empty() {
+            query = query.filter(partnerships::owner_partner_id.eq_any(q.owners.clone()));
+        }
+        if !q.action_ids.is_empty() {
+            query = query.filter(partnerships::action_id.eq_any(q.action_ids.clone()));
+        }
+        if !q.actor_ids.is_empty() {
+            // An alias, so the query may also join the members it returns.
+            let m = diesel::alias!(partnership_members as with_actor);
+            let with_actor = m
+                .filter(
+                    m.field(partnership_members::actor_id)
+                        .eq_any(q.actor_ids.clone()),
+                )
+                .select(m.field(partnership_members::partnership_id));
+            query = query.filter(partnerships::id.eq_any(with_actor));
+        }
+        if let Some(text) = &q.text {
+            query = query.filter(
+                partnerships::search_text
+                    .like(contains_pattern(text))
+                    .escape('\\'),
+            );
+        }
+        apply_period!(query, partnerships, &q.period)
+    }};
+}
+
 fn partnership_query(
     rf: &RowFilter,
     q: &PartnershipQuery,
 ) -> partnerships::BoxedQuery<'static, MultiBackend> {
-    let mut query = partnerships::table
-        .filter(visible_to!(partnerships, rf))
-        .into_boxed();
-    if !q.owners.is_empty() {
-        query = query.filter(partnerships::owner_partner_id.eq_any(q.owners.clone()));
-    }
-    if !q.action_ids.is_empty() {
-        query = query.filter(partnerships::action_id.eq_any(q.action_ids.clone()));
-    }
-    if !q.actor_ids.is_empty() {
-        let with_actor = partnership_members::table
-            .filter(partnership_members::actor_id.eq_any(q.actor_ids.clone()))
-            .select(partnership_members::partnership_id);
-        query = query.filter(partnerships::id.eq_any(with_actor));
-    }
-    if let Some(text) = &q.text {
-        query = query.filter(
-            partnerships::search_text
-                .like(contains_pattern(text))
-                .escape('\\'),
-        );
-    }
-    apply_period!(query, partnerships, &q.period)
+    partnership_filters!(partnerships::table.into_boxed(), rf, q)
 }
 
 fn hydrate_partnerships(
@@ -699,17 +711,51 @@ pub fn partnerships_by_ids(
 }
 
 /// Visible partnerships that serve any of the given actions, or have any of the given actors
-/// as a member (one statement for the whole batch, plus one for members).
+/// as a member, with their members: one statement for the whole batch.
 pub fn partnerships_for(
     conn: &mut AnyConnection,
     rf: &RowFilter,
     q: &PartnershipQuery,
 ) -> Result<Vec<domain::Partnership>> {
-    let rows: Vec<PartnershipRecord> = partnership_query(rf, q)
-        .order_by((partnerships::name, partnerships::id))
-        .select(PartnershipRecord::as_select())
-        .load(conn)?;
-    hydrate_partnerships(conn, rows)
+    // One statement: a row per member (one with no member for a partnership without any),
+    // a partnership's rows one after the other, its members in order.
+    let rows: Vec<(PartnershipRecord, Option<MemberRow>)> = partnership_filters!(
+        partnerships::table
+            .left_join(partnership_members::table)
+            .into_boxed(),
+        rf,
+        q
+    )
+    .order_by((
+        partnerships::name,
+        partnerships::id,
+        partnership_members::position,
+    ))
+    .select((
+        PartnershipRecord::as_select(),
+        Option::<MemberRow>::as_select(),
+    ))
+    .load(conn)?;
+    let mut found: Vec<(PartnershipRecord, Vec<domain::Member>)> = Vec::new();
+    for (partnership, member) in rows {
+        match found.last_mut() {
+            Some((last, members)) if last.id == partnership.id => {
+                members.extend(member.map(MemberRow::into_domain).transpose()?)
+            }
+            _ => found.push((
+                partnership,
+                member
+                    .map(MemberRow::into_domain)
+                    .transpose()?
+                    .into_iter()
+                    .collect(),
+            )),
+        }
+    }
+    found
+        .into_iter()
+        .map(|(p, members)| p.into_domain(members))
+        .collect()
 }
 
 /// What the database groups research figures by. Each grouping reads one row per group, so a
