@@ -103,8 +103,8 @@ impl Plan {
                 action_ids: l.ids.clone(),
                 ..Default::default()
             };
-            l.partnerships = queries::partnerships_for(c, rf, &q)?;
             if self.member_actors {
+                (l.partnerships, l.actors) = queries::partnerships_with_actors(c, rf, &q)?;
                 let mut actor_ids: Vec<String> = l
                     .partnerships
                     .iter()
@@ -112,10 +112,9 @@ impl Plan {
                     .collect();
                 actor_ids.sort();
                 actor_ids.dedup();
-                if !actor_ids.is_empty() {
-                    l.actors = queries::actors_by_ids(c, rf, &actor_ids)?;
-                }
                 l.actor_ids = actor_ids;
+            } else {
+                l.partnerships = queries::partnerships_for(c, rf, &q)?;
             }
         }
         if self.sub_actions {

@@ -717,8 +717,7 @@ pub fn partnerships_for(
     rf: &RowFilter,
     q: &PartnershipQuery,
 ) -> Result<Vec<domain::Partnership>> {
-    // One statement: a row per member (one with no member for a partnership without any),
-    // a partnership's rows one after the other, its members in order.
+    // A row per member, a partnership's rows one after the other, its members in order.
     let rows: Vec<(PartnershipRecord, Option<MemberRow>)> = partnership_filters!(
         partnerships::table
             .left_join(partnership_members::table)
@@ -736,26 +735,66 @@ pub fn partnerships_for(
         Option::<MemberRow>::as_select(),
     ))
     .load(conn)?;
+    Ok(group_members(rows.into_iter().map(|(p, m)| (p, m, None)))?.0)
+}
+
+/// [`partnerships_for`] with the members' actors that `rf` allows (a hidden actor comes back
+/// as no actor), still in one statement.
+pub fn partnerships_with_actors(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &PartnershipQuery,
+) -> Result<(Vec<domain::Partnership>, Vec<domain::Actor>)> {
+    let visible_member = actors::id
+        .eq(partnership_members::actor_id)
+        .and(visible_to!(actors, rf));
+    let rows: Vec<(PartnershipRecord, Option<MemberRow>, Option<ActorRecord>)> =
+        partnership_filters!(
+            partnerships::table
+                .left_join(partnership_members::table)
+                .left_join(actors::table.on(visible_member))
+                .into_boxed(),
+            rf,
+            q
+        )
+        .order_by((
+            partnerships::name,
+            partnerships::id,
+            partnership_members::position,
+        ))
+        .select((
+            PartnershipRecord::as_select(),
+            Option::<MemberRow>::as_select(),
+            Option::<ActorRecord>::as_select(),
+        ))
+        .load(conn)?;
+    group_members(rows.into_iter())
+}
+
+/// Partnerships from rows of (partnership, member, member's actor), a partnership's rows
+/// together; each actor once.
+fn group_members(
+    rows: impl Iterator<Item = (PartnershipRecord, Option<MemberRow>, Option<ActorRecord>)>,
+) -> Result<(Vec<domain::Partnership>, Vec<domain::Actor>)> {
     let mut found: Vec<(PartnershipRecord, Vec<domain::Member>)> = Vec::new();
-    for (partnership, member) in rows {
-        match found.last_mut() {
-            Some((last, members)) if last.id == partnership.id => {
-                members.extend(member.map(MemberRow::into_domain).transpose()?)
+    let mut actors: HashMap<String, domain::Actor> = HashMap::new();
+    for (partnership, member, actor) in rows {
+        if let Some(a) = actor {
+            if !actors.contains_key(&a.id) {
+                actors.insert(a.id.clone(), a.into_domain()?);
             }
-            _ => found.push((
-                partnership,
-                member
-                    .map(MemberRow::into_domain)
-                    .transpose()?
-                    .into_iter()
-                    .collect(),
-            )),
+        }
+        let member = member.map(MemberRow::into_domain).transpose()?;
+        match found.last_mut() {
+            Some((last, members)) if last.id == partnership.id => members.extend(member),
+            _ => found.push((partnership, member.into_iter().collect())),
         }
     }
-    found
+    let partnerships = found
         .into_iter()
         .map(|(p, members)| p.into_domain(members))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((partnerships, actors.into_values().collect()))
 }
 
 /// What the database groups research figures by. Each grouping reads one row per group, so a
