@@ -6,7 +6,8 @@
 //! relation for the whole page in the same connection checkout as the page itself
 //! ([`Plan::load`]), and feed the results into the request's loaders ([`feed`]), so the
 //! statements per page are fixed whatever the page size or the machine's load. Every read here
-//! is the same visibility-filtered query the loaders themselves use.
+//! applies the same visibility policy (`visible_to!`) as the loaders' own queries; the members'
+//! actors come with their partnerships, in one join.
 
 use std::collections::HashMap;
 use std::sync::Arc;
