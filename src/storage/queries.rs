@@ -710,6 +710,18 @@ pub fn partnerships_by_ids(
     hydrate_partnerships(conn, rows)
 }
 
+/// The order of a partnership read joined with its members: by name, a partnership's rows
+/// together, its members in their order (what [`group_members`] relies on).
+const MEMBERS_IN_ORDER: (
+    partnerships::name,
+    partnerships::id,
+    partnership_members::position,
+) = (
+    partnerships::name,
+    partnerships::id,
+    partnership_members::position,
+);
+
 /// Visible partnerships that serve any of the given actions, or have any of the given actors
 /// as a member, with their members: one statement for the whole batch.
 pub fn partnerships_for(
@@ -717,7 +729,7 @@ pub fn partnerships_for(
     rf: &RowFilter,
     q: &PartnershipQuery,
 ) -> Result<Vec<domain::Partnership>> {
-    // A row per member, a partnership's rows one after the other, its members in order.
+    // A row per member.
     let rows: Vec<(PartnershipRecord, Option<MemberRow>)> = partnership_filters!(
         partnerships::table
             .left_join(partnership_members::table)
@@ -725,11 +737,7 @@ pub fn partnerships_for(
         rf,
         q
     )
-    .order_by((
-        partnerships::name,
-        partnerships::id,
-        partnership_members::position,
-    ))
+    .order_by(MEMBERS_IN_ORDER)
     .select((
         PartnershipRecord::as_select(),
         Option::<MemberRow>::as_select(),
@@ -757,11 +765,7 @@ pub fn partnerships_with_actors(
             rf,
             q
         )
-        .order_by((
-            partnerships::name,
-            partnerships::id,
-            partnership_members::position,
-        ))
+        .order_by(MEMBERS_IN_ORDER)
         .select((
             PartnershipRecord::as_select(),
             Option::<MemberRow>::as_select(),
