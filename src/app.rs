@@ -31,6 +31,8 @@ pub struct App {
     pub keys: KeyRing,
     /// Access tokens already verified (signature and claims), until they expire.
     pub verified_tokens: crate::auth::tokens::VerifiedTokens,
+    /// Tokens' sessions checked recently, until a revocation or sharing change anywhere.
+    pub sessions: crate::auth::sessions::Sessions,
     /// In external mode, the identity provider's token verifier.
     pub external: Option<Arc<ExternalVerifier>>,
     /// Outcomes of scheduled connector passes, for `/metrics`.
@@ -90,6 +92,11 @@ impl App {
             ),
             persisted,
             verified_tokens: Default::default(),
+            sessions: crate::auth::sessions::Sessions::new(
+                store.clone(),
+                std::time::Duration::from_millis(config.session_recheck_ms),
+                10_000,
+            ),
             config: Arc::new(config),
             store,
             schema,

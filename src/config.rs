@@ -76,6 +76,11 @@ pub struct Config {
     /// How long a replica may use its cached signing and verification keys before reading the
     /// key table again (an unknown `kid` reloads sooner).
     pub key_cache_secs: u64,
+    /// How long a revocation made elsewhere (another replica, `passerelle client revoke`, a
+    /// sharing agreement ended) may take to reach this replica: checked sessions are kept
+    /// while the `auth_changes` counter, read every half of this, stands still. 0 checks the
+    /// database on every request.
+    pub session_recheck_ms: u64,
     /// Encrypts the token signing keys at rest (AES-256-GCM): 32 random bytes in base64, e.g.
     /// from `openssl rand -base64 32`. Keys stored in plaintext before it was set still load,
     /// and are encrypted at the next start.
@@ -311,6 +316,7 @@ impl Default for Config {
             token_audience: "passerelle".into(),
             token_ttl_secs: 900,
             key_cache_secs: 60,
+            session_recheck_ms: 500,
             key_encryption_key: None,
             research_min_cell: 11,
             auth_mode: AuthMode::Local,

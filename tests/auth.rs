@@ -353,7 +353,8 @@ async fn bad_tokens_are_refused_with_401(app: TestApp) {
     assert!(refused(&app, &format!("Bearer {good}"), "invalid_token")
         .await
         .contains("revoked"));
-    // A token of a client revoked since.
+    // A token of a client revoked since, as `passerelle client revoke` does (tests/sessions.rs
+    // covers how soon each replica notices).
     let other_token = app.token_for(&creds, "").await;
     app.data_as(&other_token, VIEWER, json!({})).await;
     let id = creds.id.clone();
@@ -363,7 +364,13 @@ async fn bad_tokens_are_refused_with_401(app: TestApp) {
         .await
         .map_err(|e| e.message())
         .unwrap();
-    refused(&app, &format!("Bearer {other_token}"), "invalid_token").await;
+    let bearer = format!("Bearer {other_token}");
+    common::within(common::RECHECK_BOUND, || async {
+        app.graphql_raw(Some(&bearer), VIEWER, json!({})).await.0 == 401
+    })
+    .await
+    .expect("a revoked client's token is refused");
+    refused(&app, &bearer, "invalid_token").await;
 }
 
 async fn revocation_is_limited_to_the_owner(app: TestApp) {

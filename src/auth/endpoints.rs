@@ -445,6 +445,7 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
                 app.store
                     .run(move |conn| tokens::revoke(conn, &claims))
                     .await?;
+                app.sessions.changed().await;
                 return Ok(true);
             }
         }

@@ -5,6 +5,7 @@
 //! - [`clients`]: registered clients, Argon2id-hashed secrets.
 //! - [`keys`]: the signing keys, persisted and rotated without downtime.
 //! - [`tokens`]: issuing and verifying access tokens.
+//! - [`sessions`]: sessions checked recently, until a revocation or a sharing change anywhere.
 //! - [`sharing`]: data-sharing agreements between partners, which feed `Viewer::shared_by`.
 //! - [`audit`]: the append-only record of authenticated requests.
 //! - [`external`]: verifying an external identity provider's JWTs against its JWKS.
@@ -15,6 +16,7 @@ pub mod clients;
 pub mod endpoints;
 pub mod external;
 pub mod keys;
+pub mod sessions;
 pub mod sharing;
 pub mod tokens;
 
@@ -170,20 +172,36 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Viewer, Auth
         Ok(c) => c,
         Err(r) => return Err(AuthError::Token(r)),
     };
-    let found = app
-        .store
-        .run(move |conn| {
+    let day = sharing::today();
+    let (client, shared_by) = match app.sessions.get(&claims.jti, &day).await {
+        Some(s) if s.client.id == claims.client_id && s.client.partner == claims.partner => {
+            (s.client.clone(), s.shared_by.clone())
+        }
+        _ => {
+            let ticket = app.sessions.ticket();
+            let (id, jti, d) = (claims.client_id.clone(), claims.jti.clone(), day.clone());
             // The client still active, the token not revoked, and who shares with the client's
             // partner today: one statement.
-            let session =
-                clients::session(conn, &claims.client_id, &claims.jti, &sharing::today())?;
-            Ok(session
-                .filter(|(client, _)| client.partner == claims.partner)
-                .map(|(client, shared_by)| (claims, client, shared_by)))
-        })
-        .await?;
-    let Some((claims, client, shared_by)) = found else {
-        return Err(AuthError::Token(Rejection::Revoked));
+            let session = app
+                .store
+                .run(move |conn| clients::session(conn, &id, &jti, &d))
+                .await?;
+            let Some((client, shared_by)) =
+                session.filter(|(client, _)| client.partner == claims.partner)
+            else {
+                return Err(AuthError::Token(Rejection::Revoked));
+            };
+            app.sessions
+                .put(
+                    ticket,
+                    claims.jti.clone(),
+                    day,
+                    client.clone(),
+                    shared_by.clone(),
+                )
+                .await;
+            (client, shared_by)
+        }
     };
     let scopes = claims
         .scopes()

@@ -161,8 +161,8 @@ pub async fn verify_jwt(
 /// Tokens whose signature and claims were verified, by the SHA-256 of the token: a client
 /// sending the same token again is not verified again (Ed25519 verification and JWT decoding
 /// were about 6% of a dashboard request's CPU). The expiry is still checked on every use, and
-/// the client and revocation in the database on every request (`clients::session`), so a
-/// revoked token stops working at once. Bounded in entries and time.
+/// the client and revocation as [`super::sessions`] says (within `session_recheck_ms` of a
+/// revocation anywhere). Bounded in entries and time.
 #[derive(Clone)]
 pub struct VerifiedTokens(moka::future::Cache<[u8; 32], std::sync::Arc<Claims>>);
 

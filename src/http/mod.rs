@@ -134,7 +134,12 @@ pub async fn serve_app(
     if !scheduler.is_empty() {
         tracing::info!(connectors = scheduler.len(), "connectors scheduled");
     }
+    // Checked sessions are relied on only while this watch reads the counter of auth changes.
+    let sessions = app.sessions.watch();
     let served = serve_router(router, grace, listener, shutdown).await;
+    if let Some(watch) = sessions {
+        watch.abort();
+    }
     if tokio::time::timeout(grace.max(Duration::from_secs(1)), scheduler.stop())
         .await
         .is_err()

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::r2d2::{Pool, PooledConnection};
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use connection::Manager;
@@ -103,6 +103,7 @@ pub struct Store {
     /// blocking threads (each with its stack and allocator arena) on the pool.
     slots: Arc<tokio::sync::Semaphore>,
     slot_wait: Duration,
+    url: DatabaseUrl,
 }
 
 /// Pool settings, from `Config`.
@@ -139,7 +140,22 @@ impl Store {
             writes: Arc::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(max as usize)),
             slot_wait: options.connect_timeout,
+            url: url.clone(),
         })
+    }
+
+    /// Whether this is an in-memory SQLite database, which only the pool's one connection sees.
+    pub fn in_memory(&self) -> bool {
+        self.url.backend() == Backend::Sqlite && self.url.target() == ":memory:"
+    }
+
+    /// A connection of its own, outside the pool, for a background task that reads a little
+    /// and often: it never waits behind requests for a slot, and its statements are not
+    /// counted as theirs. Not for an in-memory database ([`Store::in_memory`]).
+    pub fn side_connection(&self) -> Result<AnyConnection> {
+        Manager::new(self.url.clone(), Arc::default())
+            .connect()
+            .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))
     }
 
     pub fn backend(&self) -> Backend {

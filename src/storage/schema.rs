@@ -253,3 +253,10 @@ diesel::table! {
         outcome -> Text,
     }
 }
+
+diesel::table! {
+    auth_changes (id) {
+        id -> Integer,
+        n -> BigInt,
+    }
+}

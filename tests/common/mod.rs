@@ -456,6 +456,28 @@ impl TestApp {
         body["data"].clone()
     }
 }
+/// How long a change made elsewhere may take to reach a replica in these tests: ten times the
+/// default `session_recheck_ms`, for a slow machine.
+pub const RECHECK_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Polls `check` every 20 ms until it holds; how long it took, or `None` once `bound` passed.
+pub async fn within<F, Fut>(bound: std::time::Duration, mut check: F) -> Option<std::time::Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > bound {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The first error's `extensions.code`.
 pub fn error_code(body: &Value) -> String {
     body["errors"][0]["extensions"]["code"]

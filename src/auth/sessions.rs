@@ -1,0 +1,225 @@
+//! Sessions checked recently: for an access token, what `clients::session` answered (the client
+//! still active, the token not revoked, the partners sharing with the client's partner that
+//! day), kept until something it depends on may have changed.
+//!
+//! Every write that can change a session moves the `auth_changes` counter, by trigger, in the
+//! write's own transaction: a client revoked, updated or removed, a token revoked, a sharing
+//! agreement granted, changed or ended, whoever writes it (this replica, another one,
+//! `passerelle client revoke`, an operator in `psql`). Under `serve`, each replica reads the
+//! counter every half `session_recheck_ms` ([`Sessions::watch`]). A remembered session is used
+//! only if it was checked under the counter's latest reading, and that reading started less than
+//! `session_recheck_ms` ago. So a revocation reaches every replica within `session_recheck_ms`,
+//! and the replica that made it at once (it reads the counter again before answering). When the
+//! counter cannot be read in time (the database slow or down), nothing remembered is used and
+//! each request checks the database, as with `session_recheck_ms = 0`.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+
+use super::clients::Client;
+use crate::error::Result;
+use crate::storage::schema::auth_changes;
+use crate::storage::{AnyConnection, Store};
+
+/// What a request takes from a checked session.
+#[derive(Debug)]
+pub struct Session {
+    pub client: Client,
+    /// The partners sharing with the client's partner on the day of the check.
+    pub shared_by: BTreeSet<String>,
+    /// The `auth_changes` counter it was checked under.
+    counter: i64,
+}
+
+/// The `auth_changes` counter.
+pub fn counter(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(auth_changes::table.select(auth_changes::n).first(conn)?)
+}
+
+/// The counter's latest reading, and when that read started.
+#[derive(Clone, Copy)]
+struct Reading {
+    counter: i64,
+    started: Instant,
+}
+
+/// Remembered sessions by token id and day. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions(Arc<Inner>);
+
+struct Inner {
+    /// `None` when nothing is remembered (`session_recheck_ms = 0`).
+    cache: Option<moka::future::Cache<(String, String), Arc<Session>>>,
+    reading: Mutex<Option<Reading>>,
+    recheck: Duration,
+    store: Store,
+}
+
+impl Sessions {
+    pub fn new(store: Store, recheck: Duration, entries: u64) -> Self {
+        let cache = (!recheck.is_zero() && entries > 0).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(entries)
+                // Only to let idle tokens go: freshness is the counter's business.
+                .time_to_idle(Duration::from_secs(300))
+                .build()
+        });
+        Sessions(Arc::new(Inner {
+            cache,
+            reading: Mutex::new(None),
+            recheck,
+            store,
+        }))
+    }
+
+    /// The counter, if its latest reading is recent enough to rely on.
+    fn counter_now(&self) -> Option<i64> {
+        let reading = *self.0.reading.lock().ok()?;
+        relied_on(reading, self.0.recheck, Instant::now())
+    }
+
+    /// The session checked for token `jti` on `day`, if nothing has changed since.
+    pub async fn get(&self, jti: &str, day: &str) -> Option<Arc<Session>> {
+        let cache = self.0.cache.as_ref()?;
+        let current = self.counter_now()?;
+        let session = cache.get(&(jti.to_owned(), day.to_owned())).await?;
+        (session.counter == current).then_some(session)
+    }
+
+    /// Call before checking a session in the database; pass the result to [`Sessions::put`].
+    /// A change committed after this reading makes what is checked now stale, and it is.
+    pub fn ticket(&self) -> Option<i64> {
+        self.0.cache.as_ref()?;
+        self.counter_now()
+    }
+
+    /// Remembers a session checked after `ticket` was taken.
+    pub async fn put(
+        &self,
+        ticket: Option<i64>,
+        jti: String,
+        day: String,
+        client: Client,
+        shared_by: BTreeSet<String>,
+    ) {
+        if let (Some(cache), Some(counter)) = (&self.0.cache, ticket) {
+            let session = Session {
+                client,
+                shared_by,
+                counter,
+            };
+            cache.insert((jti, day), Arc::new(session)).await;
+        }
+    }
+
+    /// After this replica changed a session, before answering: nothing checked before the
+    /// change is used from now on (the counter is read again; failing that, nothing
+    /// remembered before now is used).
+    pub async fn changed(&self) {
+        if self.0.cache.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        match self.0.store.run(counter).await {
+            Ok(counter) => self.record(Reading { counter, started }),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "could not read auth_changes after a change");
+                // A reading that started now, of a value the counter never takes: it matches
+                // no session remembered before, and no slower read that started earlier
+                // replaces it.
+                self.record(Reading {
+                    counter: -1,
+                    started,
+                });
+            }
+        }
+    }
+
+    /// Keeps `reading` unless a read that started later was recorded first.
+    fn record(&self, reading: Reading) {
+        if let Ok(mut latest) = self.0.reading.lock() {
+            if latest.is_none_or(|r| r.started < reading.started) {
+                *latest = Some(reading);
+            }
+        }
+    }
+
+    /// Reads the counter every half `recheck`, on a connection of its own (so it never waits
+    /// behind requests), until these sessions are dropped; abort the task to stop sooner.
+    /// `None` when nothing is remembered, or for an in-memory database (no one else can write
+    /// it, and nothing is remembered without a watch).
+    pub fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.0.cache.as_ref()?;
+        if self.0.store.in_memory() {
+            return None;
+        }
+        let every = self.0.recheck / 2;
+        let weak: Weak<Inner> = Arc::downgrade(&self.0);
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut conn: Option<AnyConnection> = None;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let sessions = Sessions(inner);
+                let started = Instant::now();
+                let store = sessions.0.store.clone();
+                let held = conn.take();
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut c = match held {
+                        Some(c) => c,
+                        None => match store.side_connection() {
+                            Ok(c) => c,
+                            Err(e) => return (None, Err(e)),
+                        },
+                    };
+                    let read = counter(&mut c);
+                    // A connection that failed is dropped, and opened again at the next tick.
+                    (read.is_ok().then_some(c), read)
+                })
+                .await;
+                match read {
+                    Ok((c, Ok(counter))) => {
+                        conn = c;
+                        sessions.record(Reading { counter, started });
+                    }
+                    Ok((_, Err(e))) => {
+                        tracing::debug!(error = %e.message(), "could not read auth_changes");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "the auth_changes read panicked"),
+                }
+            }
+        }))
+    }
+}
+
+/// A reading's counter, if the read started less than `recheck` before `now`.
+fn relied_on(reading: Option<Reading>, recheck: Duration, now: Instant) -> Option<i64> {
+    let r = reading?;
+    (now.saturating_duration_since(r.started) < recheck).then_some(r.counter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recent_reading_is_relied_on() {
+        let recheck = Duration::from_millis(500);
+        let started = Instant::now();
+        let reading = Some(Reading {
+            counter: 7,
+            started,
+        });
+        assert_eq!(relied_on(None, recheck, started), None, "never read");
+        assert_eq!(relied_on(reading, recheck, started), Some(7));
+        let later = started + Duration::from_millis(499);
+        assert_eq!(relied_on(reading, recheck, later), Some(7));
+        let too_late = started + recheck;
+        assert_eq!(relied_on(reading, recheck, too_late), None);
+    }
+}
