@@ -17,7 +17,12 @@ cd "$(dirname "$0")/../.."
 SCALE="${SCALE:-0.1}"              # main runs: 10 partners, 10k actions, 100k outcomes
 SCALES="${SCALES:-0.01 0.1 1}"     # data-scale sweep: 1k to 100k actions, 10k to 1M outcomes
 DURATION="${DURATION:-10}"
-RATES="${RATES:-100 200 300 400 600 800}"  # fixed rates for the dashboard, Passerelle and peer
+RATES="${RATES:-100 200 300 400 600 800}"  # fixed rates for Passerelle's dashboard (latency, RSS)
+# Throughput at equal p99: each side climbs these rates until one misses the SLO (p99 over SLO_MS,
+# any error, or under 95% of the rate offered); ROUNDS rounds, the two sides in turn.
+SLO_RATES="${SLO_RATES:-100 150 200 250 300 350 400 450 500 600 800}"
+SLO_MS="${SLO_MS:-100}"
+ROUNDS="${ROUNDS:-3}"
 FLOOR_RATES="${FLOOR_RATES:-1000 2000}"
 TOKENS="${TOKENS:-256}"
 PAIRS="${PAIRS:-3}"                # alternating pairs for the ratios (APQ vs floor, Passerelle vs peer)
@@ -102,6 +107,16 @@ RESEARCH='{"query":"query Research { researchAggregate(by: PARTNER) { minCell ce
 FLOOR='{"query":"{ __typename }"}'
 
 statements() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^passerelle_sql_statements_total/ {print $2}'; }
+# SQL statements of one request with a token already used once (its session checked and
+# remembered, as for every request after a token's first).
+statements_of() { # body
+  local auth="authorization: Bearer $(head -1 "$WORK/read.tokens")" before after
+  curl -s "$GQL" -H 'content-type: application/json' -H "$auth" -d "$1" >/dev/null
+  before=$(statements)
+  curl -s "$GQL" -H 'content-type: application/json' -H "$auth" -d "$1" >/dev/null
+  after=$(statements)
+  echo $((after - before))
+}
 
 run() { # label url body rate tokens-file [extra args...]
   local label=$1 url=$2 body=$3 rate=$4 tokens=$5; shift 5
@@ -130,11 +145,7 @@ run "research@max" "$GQL" "$RESEARCH" 0 "$WORK/research.tokens" --concurrency 32
 
 log "page size scaling (statements per request from /metrics)"
 for size in 1 10 50 100; do
-  before=$(statements)
-  curl -s "$GQL" -H 'content-type: application/json' -H "authorization: Bearer $(head -1 "$WORK/read.tokens")" \
-    -d "$(dashboard "$size")" >/dev/null
-  after=$(statements)
-  echo "{\"label\":\"statements@page$size\",\"statements\":$((after - before))}" | tee -a "$OUT/results.jsonl" >&2
+  echo "{\"label\":\"statements@page$size\",\"statements\":$(statements_of "$(dashboard "$size")")}" | tee -a "$OUT/results.jsonl" >&2
   run "dashboard-page$size@max" "$GQL" "$(dashboard "$size")" 0 "$WORK/read.tokens" --concurrency 16
 done
 
@@ -184,7 +195,6 @@ if phase peer && command -v npm >/dev/null; then
   # The same dashboard: a page of the partner's public actions with outcomes and partners.
   PEER_Q='{"query":"query Dashboard($p: String!) { allActions(first: 20, orderBy: [TITLE_ASC, ID_ASC], condition: { ownerPartnerId: $p, visibility: \"public\" }) { nodes { id title startsOn outcomesByActionId { nodes { indicator value unit } } partnershipsByActionId { nodes { partnershipMembersByPartnershipId { nodes { role actorByActorId { name } } } } } } pageInfo { hasNextPage endCursor } } }","variables":{"p":"synthetic-0000"}}'
   run "peer-dashboard@max" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" 0 "" --concurrency 32
-  for rate in $RATES; do run "peer-dashboard@$rate" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" "$rate" ""; done
   # Alternating pairs at saturation, Passerelle (response cache off, fresh tokens) then the peer.
   PEER_PID=$MEASURED; MEASURED=
   start_server raw
@@ -192,6 +202,22 @@ if phase peer && command -v npm >/dev/null; then
   for i in $(seq 1 "$PAIRS"); do
     run "dashboard-ab$i@max" "$GQL" "$(dashboard 20)" 0 "$WORK/read.tokens" --concurrency 32
     MEASURED=$PEER_PID run "peer-dashboard-ab$i@max" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" 0 "" --concurrency 32
+  done
+  # Equal p99: the highest rate each side sustains within the SLO, climbing until a miss.
+  within_slo() { # rate: the last run kept up, without errors, p99 within the SLO
+    tail -1 "$OUT/results.jsonl" | python3 -c 'import json, sys
+r = json.loads(sys.stdin.read()); rate, slo = float(sys.argv[1]), float(sys.argv[2])
+sys.exit(0 if r["errors"] == 0 and r["p99_ms"] <= slo and r["rps"] >= 0.95 * rate else 1)' "$1" "$SLO_MS"
+  }
+  for i in $(seq 1 "$ROUNDS"); do
+    for rate in $SLO_RATES; do
+      run "slo$i-dashboard@$rate" "$GQL" "$(dashboard 20)" "$rate" "$WORK/read.tokens"
+      within_slo "$rate" || break
+    done
+    for rate in $SLO_RATES; do
+      MEASURED=$PEER_PID run "slo$i-peer-dashboard@$rate" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" "$rate" ""
+      within_slo "$rate" || break
+    done
   done
   stop_server
   kill "$PEER" 2>/dev/null; PEER=; MEASURED=
@@ -205,18 +231,15 @@ for scale in $SCALES; do
   start_server raw
   mint "$WORK/read.tokens" "read"
   mint "$WORK/research.tokens" "research"
-  before=$(statements)
-  curl -s "$GQL" -H 'content-type: application/json' -H "authorization: Bearer $(head -1 "$WORK/read.tokens")" \
-    -d "$(dashboard 20)" >/dev/null
-  after=$(statements)
+  n=$(statements_of "$(dashboard 20)")
   actions=$(psql -tA "$PG_URL" -c "SELECT count(*) FROM actions")
   outcomes=$(psql -tA "$PG_URL" -c "SELECT count(*) FROM outcomes")
-  echo "{\"label\":\"scale$scale\",\"scale\":$scale,\"actions\":$actions,\"outcomes\":$outcomes,\"statements\":$((after - before))}" | tee -a "$OUT/results.jsonl" >&2
+  echo "{\"label\":\"scale$scale\",\"scale\":$scale,\"actions\":$actions,\"outcomes\":$outcomes,\"statements\":$n}" | tee -a "$OUT/results.jsonl" >&2
   run "dashboard-scale$scale@100" "$GQL" "$(dashboard 20)" 100 "$WORK/read.tokens"
   run "dashboard-scale$scale@max" "$GQL" "$(dashboard 20)" 0 "$WORK/read.tokens" --concurrency 32
   run "research-scale$scale@max" "$GQL" "$RESEARCH" 0 "$WORK/research.tokens" --concurrency 8
 done
 stop_server
 
-python3 deploy/bench/report.py "$OUT/results.jsonl" "$OUT"
+python3 deploy/bench/report.py "$OUT/results.jsonl" "$OUT" "$SLO_MS"
 log "report: $OUT/report.md, plot: $OUT/latency.svg"
