@@ -13,10 +13,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Json;
-use common::{partner, Backend, TestApp};
+use common::{partner, within, Backend, TestApp};
 use passerelle::config::{ConnectorConfig, ConnectorKind, Secret};
 use passerelle::connectors::{self, HttpConnector};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// The partner's API: records served in pages from an index cursor, behind bearer tokens.
 #[derive(Default)]
@@ -379,17 +380,6 @@ backoff_ms = 10
     assert_eq!(remote_actors(&app).await, 5);
 }
 
-/// Polls `check` every 100 ms for up to `secs` seconds.
-async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..secs * 10 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    false
-}
-
 fn scheduled(base: &str) -> ConnectorConfig {
     ConnectorConfig {
         interval_secs: 1,
@@ -407,14 +397,21 @@ async fn serve_runs_scheduled_connectors_without_sync(backend: Backend) {
     let mut app = seeded
         .spawn_beside(|c| c.connectors = vec![scheduled(&base)])
         .await;
+    let ran = within(Duration::from_secs(20), async || {
+        remote_actors(&app).await == 7
+    })
+    .await;
     assert!(
-        eventually(20, async || remote_actors(&app).await == 7).await,
+        ran.is_some(),
         "the scheduled pass did not run: {:?}",
         api.lock().unwrap().requests
     );
     // New records upstream arrive at a later tick, from the stored cursor.
     api.lock().unwrap().records.extend((7..9).map(actor));
-    assert!(eventually(20, async || remote_actors(&app).await == 9).await);
+    let arrived = within(Duration::from_secs(20), async || {
+        remote_actors(&app).await == 9
+    });
+    assert!(arrived.await.is_some());
     let metrics = app
         .http
         .get(app.url("/metrics"))
@@ -471,7 +468,10 @@ async fn replicas_on_one_database_never_fetch_the_same_page(backend: Backend) {
     let mut two = seeded
         .spawn_beside(|c| c.connectors = vec![scheduled(&base)])
         .await;
-    assert!(eventually(30, async || remote_actors(&one).await == 12).await);
+    let pulled = within(Duration::from_secs(30), async || {
+        remote_actors(&one).await == 12
+    });
+    assert!(pulled.await.is_some());
     // A few more ticks on both.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     one.stop().await;

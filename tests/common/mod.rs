@@ -461,11 +461,10 @@ impl TestApp {
 pub const RECHECK_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Polls `check` every 20 ms until it holds; how long it took, or `None` once `bound` passed.
-pub async fn within<F, Fut>(bound: std::time::Duration, mut check: F) -> Option<std::time::Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+pub async fn within(
+    bound: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Option<std::time::Duration> {
     let start = std::time::Instant::now();
     loop {
         if check().await {
