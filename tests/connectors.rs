@@ -412,20 +412,22 @@ async fn serve_runs_scheduled_connectors_without_sync(backend: Backend) {
         remote_actors(&app).await == 9
     });
     assert!(arrived.await.is_some());
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
+    // A pass commits its records before it counts them in the metrics, so wait for those too.
+    let mut metrics = String::new();
+    let counted = within(Duration::from_secs(10), async || {
+        metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         metrics
-            .contains(r#"passerelle_connector_records_total{partner="anvita",effect="created"} 9"#),
-        "{metrics}"
-    );
+            .contains(r#"passerelle_connector_records_total{partner="anvita",effect="created"} 9"#)
+    });
+    assert!(counted.await.is_some(), "{metrics}");
     assert!(
         metrics.contains(r#"passerelle_connector_passes_total{partner="anvita",outcome="ok"}"#),
         "{metrics}"
