@@ -5,6 +5,8 @@
 //! slowing the load down: no coordinated omission). At `--rate 0` it saturates the server with
 //! `--concurrency` closed loops. Each request can carry its own bearer token, taken in turn from
 //! `--tokens-file`. It prints one JSON line of results; RSS is sampled from /proc while it runs.
+//! `--timeline FILE` also writes, per 100 ms of the run (by each request's start), the requests
+//! started, how many failed and their worst latency: a stall shows there as one slow bucket.
 //!
 //! cargo bench --bench load -- --url http://127.0.0.1:8080/graphql --body '{"query":"{__typename}"}' --rate 1000
 
@@ -25,6 +27,7 @@ struct Args {
     warmup: Duration,
     pid: Option<u32>,
     label: String,
+    timeline: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -40,6 +43,7 @@ fn parse_args() -> Args {
         warmup: Duration::from_secs(2),
         pid: None,
         label: "load".into(),
+        timeline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,6 +72,7 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = Duration::from_secs_f64(value().parse().unwrap()),
             "--pid" => a.pid = Some(value().parse().unwrap()),
             "--label" => a.label = value(),
+            "--timeline" => a.timeline = Some(value()),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -159,7 +164,7 @@ fn main() {
                 let s = shared.clone();
                 handles.push(tokio::spawn(async move {
                     let ok = one(&s, i).await;
-                    vec![(scheduled.elapsed(), ok)]
+                    vec![(scheduled - start, scheduled.elapsed(), ok)]
                 }));
             }
         } else {
@@ -171,7 +176,7 @@ fn main() {
                     while Instant::now() < end {
                         let t = Instant::now();
                         let ok = one(&s, i).await;
-                        results.push((t.elapsed(), ok));
+                        results.push((t - start, t.elapsed(), ok));
                         i += s.args.concurrency;
                     }
                     results
@@ -180,15 +185,36 @@ fn main() {
         }
         let mut latencies = Vec::new();
         let mut errors = 0usize;
+        // Per 100 ms bucket of start times: requests, errors, worst latency (µs).
+        let mut buckets: Vec<(usize, usize, u64)> = Vec::new();
         for h in handles {
-            for (lat, ok) in h.await.unwrap() {
-                latencies.push(lat.as_micros() as u64);
+            for (at, lat, ok) in h.await.unwrap() {
+                let lat = lat.as_micros() as u64;
+                latencies.push(lat);
+                let b = (at.as_millis() / 100) as usize;
+                if buckets.len() <= b {
+                    buckets.resize(b + 1, (0, 0, 0));
+                }
+                buckets[b].0 += 1;
+                buckets[b].2 = buckets[b].2.max(lat);
                 if !ok {
                     errors += 1;
+                    buckets[b].1 += 1;
                 }
             }
         }
         let elapsed = start.elapsed();
+        if let Some(path) = &shared.args.timeline {
+            let mut csv = String::from("at_s,requests,errors,max_ms\n");
+            for (i, (n, e, max)) in buckets.iter().enumerate() {
+                csv += &format!(
+                    "{:.1},{n},{e},{:.1}\n",
+                    i as f64 / 10.0,
+                    *max as f64 / 1000.0
+                );
+            }
+            std::fs::write(path, csv).unwrap();
+        }
         (
             latencies,
             errors,
