@@ -43,7 +43,8 @@ async fn cli(app: &TestApp, args: &[&str]) -> String {
         .unwrap();
     assert!(
         out.status.success(),
-        "passerelle {args:?}: {} {}",
+        "passerelle {args:?} ({}): {} {}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
