@@ -84,7 +84,7 @@ impl App {
         Ok(App {
             response_cache: ResponseCache::new(&config, store.clone()),
             rate_limiter: RateLimiter::new(&config.rate_limit),
-            audit: AuditWriter::start(store.clone()),
+            audit: AuditWriter::start(store.clone(), config.audit_reads_wait_for_flush),
             admission: Admission::new(
                 config.max_concurrent_requests,
                 std::time::Duration::from_millis(config.queue_timeout_ms),

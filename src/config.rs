@@ -81,6 +81,13 @@ pub struct Config {
     /// while the `auth_changes` counter, read every half of this, stands still. 0 checks the
     /// database on every request.
     pub session_recheck_ms: u64,
+    /// On PostgreSQL, whether a query's audit entry waits for the WAL flush before the answer
+    /// leaves. By default it waits for the commit only: the entry is committed (and a failure
+    /// still fails the request), but a database crash can lose the last fraction of a second of
+    /// read entries, and a slow disk flush no longer stalls every answer. Entries of mutations
+    /// and ingests always wait for the flush. SQLite's commits never wait for one (WAL,
+    /// `synchronous = NORMAL`).
+    pub audit_reads_wait_for_flush: bool,
     /// Encrypts the token signing keys at rest (AES-256-GCM): 32 random bytes in base64, e.g.
     /// from `openssl rand -base64 32`. Keys stored in plaintext before it was set still load,
     /// and are encrypted at the next start.
@@ -318,6 +325,7 @@ impl Default for Config {
             token_ttl_secs: 900,
             key_cache_secs: 60,
             session_recheck_ms: 500,
+            audit_reads_wait_for_flush: false,
             key_encryption_key: None,
             research_min_cell: 11,
             auth_mode: AuthMode::Local,

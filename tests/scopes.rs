@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{error_code, TestApp};
+use common::{error_code, Backend, TestApp};
 use passerelle::domain::*;
 use passerelle::graphql::ids::{encode, Kind};
 use serde_json::{json, Value};
@@ -293,9 +293,111 @@ async fn exports_are_audited(app: TestApp) {
     );
 }
 
+/// The writer's connections to the database that serve audit entries without waiting for the
+/// WAL flush (PostgreSQL only; they name themselves in `pg_stat_activity`).
+async fn unflushed_audit_connections(app: &TestApp) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    app.app
+        .store
+        .run(|c| {
+            use diesel::RunQueryDsl;
+            let passerelle::storage::AnyConnection::Postgresql(pg) = c else {
+                unreachable!("PostgreSQL only")
+            };
+            Ok(diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'passerelle audit'",
+            )
+            .get_result::<Count>(pg)?
+            .n)
+        })
+        .await
+        .map_err(|e| e.message())
+        .unwrap()
+}
+
+/// A query's entry is committed without waiting for the WAL flush on PostgreSQL, on the audit
+/// writer's own connection; a mutation's entry goes through the pool and waits for it, and so
+/// does every entry with `audit_reads_wait_for_flush`. Either way each entry is in the log by
+/// the time its answer arrives.
+async fn read_entries_are_committed_without_waiting_for_the_flush(backend: Backend) {
+    for wait in [false, true] {
+        let Some(app) = TestApp::spawn_with(backend, |c| c.audit_reads_wait_for_flush = wait).await
+        else {
+            return;
+        };
+        app.seed().await;
+        let writer = app.token("caravan", "read write").await;
+        let admin = app.token("anvita", "admin").await;
+        let created = app
+            .data_as(
+                &writer,
+                r#"mutation Written { upsertAction(input: { id: "flush", kind: EVENT, title: "Permanence" }) { effect } }"#,
+                json!({}),
+            )
+            .await;
+        assert_eq!(created["upsertAction"]["effect"], "CREATED", "{created}");
+        if backend == Backend::Postgres {
+            assert_eq!(
+                unflushed_audit_connections(&app).await,
+                0,
+                "a write's entry waits"
+            );
+        }
+        app.data_as(
+            &writer,
+            "query Read { actors(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+        let entries = audit_entries(&app, &admin).await;
+        for name in ["Written", "Read"] {
+            assert!(
+                entries
+                    .iter()
+                    .any(|e| e["operation"] == name && e["outcome"] == "ok"),
+                "{name} is not in the log: {entries:#?}"
+            );
+        }
+        if backend == Backend::Postgres {
+            let expected = if wait { 0 } else { 1 };
+            assert_eq!(
+                unflushed_audit_connections(&app).await,
+                expected,
+                "wait: {wait}"
+            );
+            let conn = app
+                .app
+                .store
+                .unflushed_commits_connection()
+                .map_err(|e| e.message());
+            let passerelle::storage::AnyConnection::Postgresql(mut pg) = conn.unwrap() else {
+                unreachable!()
+            };
+            #[derive(diesel::QueryableByName)]
+            struct Setting {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                v: String,
+            }
+            use diesel::RunQueryDsl;
+            let setting: Setting =
+                diesel::sql_query("SELECT current_setting('synchronous_commit') AS v")
+                    .get_result(&mut pg)
+                    .unwrap();
+            assert_eq!(setting.v, "off");
+        }
+    }
+}
+
 backend_tests!(
     sensitive_fields_need_read_sensitive,
     authenticated_requests_are_audited_and_admin_reads_them,
     a_burst_of_answers_is_audited_in_full,
     exports_are_audited,
 );
+
+per_backend!(read_entries_are_committed_without_waiting_for_the_flush);

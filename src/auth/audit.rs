@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::domain::Viewer;
 use crate::error::{Error, Result};
 use crate::storage::schema::audit_log;
-use crate::storage::{AnyConnection, Store};
+use crate::storage::{AnyConnection, Backend, OwnConnection, Store};
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, serde::Serialize)]
@@ -118,32 +118,66 @@ impl NewEntry {
     }
 }
 
-/// An entry with the request waiting for it to be committed.
-type Queued = (NewEntry, oneshot::Sender<bool>);
+/// An entry, whether its commit must reach the disk before the answer leaves (`durable`), and
+/// the request waiting for it.
+struct Queued {
+    entry: NewEntry,
+    durable: bool,
+    written: oneshot::Sender<bool>,
+}
 
 /// Writes audit entries with group commit: a request hands its entry to one writer task and
 /// waits until it is committed, and the writer inserts every entry queued meanwhile in one
 /// statement. Each answer is still audited before it leaves, but a burst of requests costs
-/// one statement and one commit (one WAL flush on PostgreSQL), not one each.
+/// one statement and one commit, not one each.
+///
+/// On PostgreSQL, entries of reads are written on a connection of the writer's own whose
+/// commits do not wait for the WAL flush (unless `audit_reads_wait_for_flush`): a disk that
+/// takes 100 ms to flush once in a while otherwise held every answer for that long, and at a
+/// few hundred requests a second filled the queue until requests were shed. Entries of writes
+/// (mutations, ingests) go through the pool and wait for the flush, like the writes they record.
 #[derive(Clone)]
 pub struct AuditWriter {
     queue: mpsc::Sender<Queued>,
 }
 
+/// Tells each waiting request whether its entry was committed.
+fn answer(committed: &Result<()>, waiting: Vec<oneshot::Sender<bool>>) {
+    if let Err(e) = committed {
+        tracing::error!(code = e.code(), error = ?e, "audit entries not written");
+    }
+    for w in waiting {
+        let _ = w.send(committed.is_ok());
+    }
+}
+
 impl AuditWriter {
     /// Starts the writer task; it ends when the last `AuditWriter` is dropped.
-    pub fn start(store: Store) -> Self {
+    pub fn start(store: Store, reads_wait_for_flush: bool) -> Self {
         let (queue, mut incoming) = mpsc::channel::<Queued>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
+            // On PostgreSQL, the connection for unflushed commits.
+            let mut unflushed = (store.backend() == Backend::Postgres)
+                .then(|| OwnConnection::new(store.clone(), Store::unflushed_commits_connection));
             while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let (entries, waiting): (Vec<NewEntry>, Vec<_>) = batch.drain(..).unzip();
-                let committed = store.run(move |conn| insert_all(conn, &entries)).await;
-                if let Err(e) = &committed {
-                    tracing::error!(code = e.code(), error = ?e, "audit entries not written");
+                let (durable, reads): (Vec<Queued>, Vec<Queued>) = batch
+                    .drain(..)
+                    .partition(|q| q.durable || reads_wait_for_flush);
+                if !durable.is_empty() {
+                    let (entries, waiting) = split(durable);
+                    let committed = store.run(move |conn| insert_all(conn, &entries)).await;
+                    answer(&committed, waiting);
                 }
-                for w in waiting {
-                    let _ = w.send(committed.is_ok());
+                if !reads.is_empty() {
+                    let (entries, waiting) = split(reads);
+                    let insert = move |c: &mut AnyConnection| insert_all(c, &entries);
+                    // SQLite's commits never wait for a flush: its pool will do.
+                    let committed = match &mut unflushed {
+                        Some(own) => own.run(insert).await,
+                        None => store.run(insert).await,
+                    };
+                    answer(&committed, waiting);
                 }
             }
         });
@@ -151,11 +185,15 @@ impl AuditWriter {
     }
 
     /// Appends one entry and waits until it is committed.
-    async fn append(&self, entry: NewEntry) -> Result<()> {
+    async fn append(&self, entry: NewEntry, durable: bool) -> Result<()> {
         let (written, done) = oneshot::channel();
         let failed = || Error::Unavailable("the audit log cannot be written; try again".into());
         self.queue
-            .send((entry, written))
+            .send(Queued {
+                entry,
+                durable,
+                written,
+            })
             .await
             .map_err(|_| failed())?;
         match done.await {
@@ -165,10 +203,16 @@ impl AuditWriter {
     }
 }
 
+fn split(queued: Vec<Queued>) -> (Vec<NewEntry>, Vec<oneshot::Sender<bool>>) {
+    queued.into_iter().map(|q| (q.entry, q.written)).unzip()
+}
+
 /// An authenticated request being answered: recorded once its response is known.
 pub struct Pending {
     viewer: Option<Viewer>,
     operation: String,
+    /// Whether its entry waits for the flush (see [`AuditWriter`]): all but reads.
+    durable: bool,
 }
 
 impl Pending {
@@ -189,7 +233,14 @@ impl Pending {
         Pending {
             viewer: viewer.client_id.is_some().then(|| viewer.clone()),
             operation,
+            durable: true,
         }
+    }
+
+    /// For a read (a query): its entry need not wait for the flush.
+    pub fn read(mut self) -> Self {
+        self.durable = false;
+        self
     }
 
     /// Appends the entry for an answer holding records of `partners` (a cached answer too).
@@ -199,12 +250,15 @@ impl Pending {
             return Ok(());
         };
         app.audit
-            .append(NewEntry::new(
-                &viewer,
-                self.operation,
-                &partners,
-                if ok { "ok" } else { "errors" },
-            ))
+            .append(
+                NewEntry::new(
+                    &viewer,
+                    self.operation,
+                    &partners,
+                    if ok { "ok" } else { "errors" },
+                ),
+                self.durable,
+            )
             .await
     }
 }

@@ -22,7 +22,7 @@ use diesel::prelude::*;
 use super::clients::Client;
 use crate::error::Result;
 use crate::storage::schema::auth_changes;
-use crate::storage::{AnyConnection, Store};
+use crate::storage::{AnyConnection, OwnConnection, Store};
 
 /// What a request takes from a checked session.
 #[derive(Debug)]
@@ -158,39 +158,21 @@ impl Sessions {
         }
         let every = self.0.recheck / 2;
         let weak: Weak<Inner> = Arc::downgrade(&self.0);
+        // A connection that failed is dropped, and opened again at the next tick.
+        let mut conn = OwnConnection::new(self.0.store.clone(), Store::side_connection);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut conn: Option<AnyConnection> = None;
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let sessions = Sessions(inner);
                 let started = Instant::now();
-                let store = sessions.0.store.clone();
-                let held = conn.take();
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut c = match held {
-                        Some(c) => c,
-                        None => match store.side_connection() {
-                            Ok(c) => c,
-                            Err(e) => return (None, Err(e)),
-                        },
-                    };
-                    let read = counter(&mut c);
-                    // A connection that failed is dropped, and opened again at the next tick.
-                    (read.is_ok().then_some(c), read)
-                })
-                .await;
-                match read {
-                    Ok((c, Ok(counter))) => {
-                        conn = c;
-                        sessions.record(Reading { counter, started });
-                    }
-                    Ok((_, Err(e))) => {
+                match conn.run(counter).await {
+                    Ok(counter) => sessions.record(Reading { counter, started }),
+                    Err(e) => {
                         tracing::debug!(error = %e.message(), "could not read auth_changes");
                     }
-                    Err(e) => tracing::debug!(error = %e, "the auth_changes read panicked"),
                 }
             }
         }))

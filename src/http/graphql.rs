@@ -182,7 +182,9 @@ async fn run_one(
     // cached under this key: a hit is answered before parsing the document again.
     if let Some(hit) = app.response_cache.get(&key).await {
         // Audited under the name the miss that stored it found in the document.
+        // Only queries are cached.
         auth::audit::Pending::new(viewer, hit.operation.as_deref(), &resolved.query)
+            .read()
             .finish_with(app, hit.owners, true)
             .await?;
         return Ok(Executed {
@@ -219,7 +221,10 @@ async fn run_one(
     // Parsed once: async-graphql runs the document the checks parsed.
     request.set_parsed_query(checked.document.clone());
     // Every authenticated answer is audited, cached or not; a failed audit fails the request.
-    let audit = auth::audit::Pending::new(viewer, name, &resolved.query);
+    let mut audit = auth::audit::Pending::new(viewer, name, &resolved.query);
+    if checked.ty == OperationType::Query {
+        audit = audit.read();
+    }
     let snapshot = app.response_cache.snapshot(&checked.kinds);
     let context = RequestContext::for_document(
         viewer.clone(),

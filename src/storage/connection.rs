@@ -105,7 +105,7 @@ impl fmt::Display for DatabaseUrl {
 }
 
 /// Counts every statement a connection starts.
-struct CountStatements(Arc<StatementCounter>);
+pub(super) struct CountStatements(pub(super) Arc<StatementCounter>);
 
 impl Instrumentation for CountStatements {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
+use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use connection::Manager;
@@ -106,6 +108,51 @@ pub struct Store {
     url: DatabaseUrl,
 }
 
+/// A background task's connection of its own, outside the pool ([`Store::side_connection`] or
+/// [`Store::unflushed_commits_connection`]): opened at first use, kept while it works, dropped
+/// after an error and opened again at the next use.
+pub struct OwnConnection {
+    store: Store,
+    open: fn(&Store) -> Result<AnyConnection>,
+    conn: Option<AnyConnection>,
+}
+
+impl OwnConnection {
+    pub fn new(store: Store, open: fn(&Store) -> Result<AnyConnection>) -> Self {
+        OwnConnection {
+            store,
+            open,
+            conn: None,
+        }
+    }
+
+    /// Runs blocking database work on it, on tokio's blocking pool.
+    pub async fn run<T, F>(&mut self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let (store, open, held) = (self.store.clone(), self.open, self.conn.take());
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let mut conn = match held {
+                Some(c) => c,
+                None => match open(&store) {
+                    Ok(c) => c,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            match f(&mut conn) {
+                Ok(v) => (Some(conn), Ok(v)),
+                Err(e) => (None, Err(e)),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| (None, Err(Error::internal(e))));
+        self.conn = conn;
+        result
+    }
+}
+
 /// Pool settings, from `Config`.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -156,6 +203,25 @@ impl Store {
         Manager::new(self.url.clone(), Arc::default())
             .connect()
             .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))
+    }
+
+    /// On PostgreSQL, a connection of its own whose commits do not wait for the WAL flush
+    /// (`synchronous_commit = off`: committed and visible at once, on disk within three
+    /// `wal_writer_delay`s), for the audit writer's entries of reads. Its statements are counted
+    /// like the pool's. PostgreSQL only: SQLite's commits never wait for a flush.
+    pub fn unflushed_commits_connection(&self) -> Result<AnyConnection> {
+        if self.backend != Backend::Postgres {
+            return Err(Error::internal(std::io::Error::other(
+                "unflushed commits are for PostgreSQL",
+            )));
+        }
+        let mut conn = self.side_connection()?;
+        conn.batch_execute(
+            "SET synchronous_commit = off; SET application_name = 'passerelle audit'",
+        )
+        .map_err(|e| Error::Unavailable(format!("cannot set up the audit connection: {e}")))?;
+        conn.set_instrumentation(connection::CountStatements(self.statements.clone()));
+        Ok(conn)
     }
 
     pub fn backend(&self) -> Backend {
