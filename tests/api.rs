@@ -406,15 +406,7 @@ async fn health_readiness_metrics_and_http_errors(app: TestApp) {
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("passerelle_sql_statements_total"),
         "{metrics}"

@@ -415,15 +415,7 @@ async fn serve_runs_scheduled_connectors_without_sync(backend: Backend) {
     // A pass commits its records before it counts them in the metrics, so wait for those too.
     let mut metrics = String::new();
     let counted = within(Duration::from_secs(10), async || {
-        metrics = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = app.metrics().await;
         metrics
             .contains(r#"passerelle_connector_records_total{partner="anvita",effect="created"} 9"#)
     });

@@ -303,15 +303,7 @@ async fn overload_is_shed_with_503_not_queued(backend: Backend) {
     let shed: Value = res.json().await.unwrap();
     assert_eq!(shed["code"], "OVERLOADED", "{shed}");
     // Light routes are never shed: health checks and metrics still answer.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("passerelle_requests_shed_total 2"),
         "{metrics}"

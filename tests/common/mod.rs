@@ -252,6 +252,18 @@ impl TestApp {
         self.app.store.statements().get()
     }
 
+    /// The `/metrics` page, as a scraper reads it.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Asks the server to shut down gracefully, without waiting.
     pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
