@@ -160,7 +160,7 @@ pub struct ActionPartner {
     partnership_id: String,
 }
 
-#[Object]
+#[Object(serial)]
 impl ActionPartner {
     async fn actor(&self) -> Actor {
         Actor(self.actor.clone())

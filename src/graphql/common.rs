@@ -26,6 +26,7 @@ impl ScalarType for PartialDate {
 
 /// Where a record comes from.
 #[derive(SimpleObject)]
+#[graphql(serial)]
 pub struct Provenance {
     /// The source system or document.
     pub source: String,
@@ -50,6 +51,7 @@ impl From<&domain::Provenance> for Provenance {
 
 /// A place an action covers.
 #[derive(SimpleObject)]
+#[graphql(serial)]
 pub struct Place {
     pub name: String,
     pub level: domain::PlaceLevel,

@@ -24,6 +24,7 @@ impl From<domain::Outcome> for Outcome {
 
 /// One cell of a breakdown of an outcome's value.
 #[derive(SimpleObject)]
+#[graphql(serial)]
 pub struct Disaggregation {
     /// What the breakdown is by, e.g. `district`.
     pub dimension: String,
@@ -33,7 +34,7 @@ pub struct Disaggregation {
 
 /// A result of an action: an indicator with a value, unit and period (IATI's baseline, target
 /// or actual), or a result stated in words.
-#[Object]
+#[Object(serial)]
 impl Outcome {
     pub async fn id(&self) -> ID {
         ids::encode(Kind::Outcome, &self.0.id)

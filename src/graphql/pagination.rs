@@ -25,6 +25,7 @@ impl From<SortDirection> for SortDir {
 }
 
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(serial)]
 pub struct PageInfo {
     pub has_next_page: bool,
     /// Always false: these connections page forwards only.
@@ -118,7 +119,7 @@ macro_rules! connection_types {
             node: $node,
         }
 
-        #[async_graphql::Object]
+        #[async_graphql::Object(serial)]
         impl $edge {
             async fn cursor(&self) -> &str {
                 &self.cursor

@@ -9,7 +9,7 @@ use crate::domain;
 pub struct Partner(pub domain::Partner);
 
 /// An organisation whose data Passerelle holds. Every record has an owning partner.
-#[Object]
+#[Object(serial)]
 impl Partner {
     pub async fn id(&self) -> ID {
         ids::encode(Kind::Partner, &self.0.id)

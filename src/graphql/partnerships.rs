@@ -95,7 +95,7 @@ pub struct Member {
     role: domain::PartnershipRole,
 }
 
-#[Object]
+#[Object(serial)]
 impl Member {
     async fn actor(&self) -> Actor {
         Actor(self.actor.clone())
