@@ -267,8 +267,13 @@ pub struct ActionQuery {
 
 fn action_query(rf: &RowFilter, q: &ActionQuery) -> actions::BoxedQuery<'static, MultiBackend> {
     let mut query = actions::table.filter(visible_to!(actions, rf)).into_boxed();
-    if !q.owners.is_empty() {
-        query = query.filter(actions::owner_partner_id.eq_any(q.owners.clone()));
+    match q.owners.as_slice() {
+        [] => {}
+        // An equality, not `= ANY` of one: only then does the database read a partner's page
+        // in order from `actions_owner_title_idx` or `actions_owner_start_idx` (a dashboard's
+        // query), rather than walk the whole ordering and skip other partners' rows.
+        [one] => query = query.filter(actions::owner_partner_id.eq(one.clone())),
+        many => query = query.filter(actions::owner_partner_id.eq_any(many.to_vec())),
     }
     if !q.kinds.is_empty() {
         query = query
