@@ -24,7 +24,7 @@ impl From<domain::Actor> for Actor {
 
 /// An organisation (a collective, a local authority, a network, an association...) or a group
 /// such as a users' resource group. Never a person.
-#[Object(serial)]
+#[Object]
 impl Actor {
     pub async fn id(&self) -> ID {
         ids::encode(Kind::Actor, &self.0.id)

@@ -34,6 +34,9 @@ pub struct Disaggregation {
 
 /// A result of an action: an indicator with a value, unit and period (IATI's baseline, target
 /// or actual), or a result stated in words.
+// Serial: a dashboard resolves hundreds of outcomes, and concurrent resolution allocates a task
+// per field. Only `action` and `owner` wait on DataLoaders; asked together, they take one
+// batch after the other.
 #[Object(serial)]
 impl Outcome {
     pub async fn id(&self) -> ID {
