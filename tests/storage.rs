@@ -473,9 +473,10 @@ async fn partnerships_come_whole_with_their_members_in_order(app: TestApp) {
     );
 }
 
-/// A dashboard's page of one partner's actions reads that page and no other partner's rows,
-/// however many of them sort before it (`actions_owner_title_idx`, `actions_owner_start_idx`,
-/// and an equality on the owner for the database to use them).
+/// A dashboard's page of one partner's actions holds that partner's first rows, by title and by
+/// start; on PostgreSQL it also reads only those rows, however many of another partner's sort
+/// before them (`actions_owner_title_idx`, `actions_owner_start_idx`, and an equality on the
+/// owner for the database to use them). SQLite keeps no row counts; its plan uses the same indexes.
 async fn a_partners_page_reads_that_page_only(app: TestApp) {
     use diesel::connection::Connection;
     use diesel::sql_types::BigInt;
