@@ -22,6 +22,8 @@ pub struct App {
     pub schema: PasserelleSchema,
     pub persisted: PersistedQueries,
     pub response_cache: ResponseCache,
+    /// Documents parsed and checked, by their text.
+    pub documents: crate::http::documents::Documents,
     pub rate_limiter: RateLimiter,
     /// The audit log's writer (group commit).
     pub audit: AuditWriter,
@@ -83,6 +85,7 @@ impl App {
         }
         Ok(App {
             response_cache: ResponseCache::new(&config, store.clone()),
+            documents: crate::http::documents::Documents::new(&config),
             rate_limiter: RateLimiter::new(&config.rate_limit),
             audit: AuditWriter::start(store.clone(), config.audit_reads_wait_for_flush),
             admission: Admission::new(

@@ -152,6 +152,9 @@ pub struct Config {
     pub persisted_only: Vec<String>,
     /// `max-age` of cacheable GET answers, in seconds.
     pub http_cache_max_age_secs: u64,
+    /// Bytes (approximate) of parsed and checked documents kept by their text, so a document
+    /// sent again is not parsed again; 0 turns it off.
+    pub document_cache_bytes: u64,
     /// Responses kept in the response cache; 0 turns it off.
     pub response_cache_entries: u64,
     /// How long a cached response lives, in seconds.
@@ -316,6 +319,7 @@ impl Default for Config {
             persisted_query_cache_entries: 10_000,
             persisted_only: Vec::new(),
             http_cache_max_age_secs: 60,
+            document_cache_bytes: 8 << 20,
             response_cache_entries: 10_000,
             response_cache_ttl_secs: 60,
             rate_limit: RateLimitConfig::default(),

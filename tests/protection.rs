@@ -69,6 +69,79 @@ async fn limits_are_refused_with_their_own_codes(backend: Backend) {
     }
 }
 
+/// `passerelle_document_cache_misses_total` from `/metrics`.
+async fn document_cache_misses(app: &TestApp) -> u64 {
+    let metrics = app.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("passerelle_document_cache_misses_total "))
+        .unwrap_or_else(|| panic!("no document cache metric in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// A document sent again is not parsed again, but every request is still checked against its
+/// own caller, and a refused document is refused every time.
+async fn documents_are_parsed_once_and_checked_per_request(backend: Backend) {
+    let Some(app) = spawn(backend, |c| {
+        c.max_query_tokens = 30;
+        // Otherwise repeated queries are answered from it, before their document is looked at.
+        c.response_cache_entries = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    let query = "{ partners { slug } }";
+    let before = document_cache_misses(&app).await;
+    let first = ask(&app, query).await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    for _ in 0..3 {
+        assert_eq!(ask(&app, query).await, first);
+    }
+    assert_eq!(document_cache_misses(&app).await, before + 1);
+    // Another operation name is another entry: the checks depend on which operation runs.
+    let named = "query A { partners { slug } } query B { __typename }";
+    for op in ["A", "B", "A"] {
+        let (status, _, body) = app
+            .post_json(
+                &json!({ "query": named, "operationName": op }),
+                &[GQL_ACCEPT],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"].get("partners").is_some(), op == "A", "{body}");
+    }
+    assert_eq!(document_cache_misses(&app).await, before + 3);
+    // Refused documents are not kept: each is counted (and refused) again.
+    let long = "{ partners { slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name slug name } }";
+    for _ in 0..2 {
+        let (status, body) = ask(&app, long).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (400, "TOO_MANY_TOKENS")
+        );
+    }
+    assert_eq!(document_cache_misses(&app).await, before + 5);
+    // A cached introspection document is still refused to a caller without the scope.
+    let (status, _, _) = app
+        .post_json(
+            &json!({ "query": INTROSPECTION_SHORT }),
+            &[(TEST_VIEWER, "partner=caravan; scopes=read,introspect")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = ask(&app, INTROSPECTION_SHORT).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (403, "INTROSPECTION_DISABLED")
+    );
+    assert_eq!(document_cache_misses(&app).await, before + 6);
+}
+
+/// Introspection within 30 tokens.
+const INTROSPECTION_SHORT: &str = "{ __schema { queryType { name } } }";
+
 async fn batches_are_limited(backend: Backend) {
     let Some(app) = spawn(backend, |c| c.max_batch_size = 2).await else {
         return;
@@ -329,6 +402,7 @@ async fn overload_is_shed_with_503_not_queued(backend: Backend) {
 
 per_backend!(
     limits_are_refused_with_their_own_codes,
+    documents_are_parsed_once_and_checked_per_request,
     batches_are_limited,
     callers_are_rate_limited_per_partner,
     csrf_needs_a_preflight_header,

@@ -195,7 +195,10 @@ async fn run_one(
             cache_hit: true,
         });
     }
-    let checked = limits::check(&app.config, &resolved.query, operation_name)?;
+    let checked = app
+        .documents
+        .check(&app.config, &resolved.query, operation_name)
+        .await?;
     if is_get && checked.ty != OperationType::Query {
         return Err(Error::MethodNotAllowed(
             "only queries may be sent with GET; send mutations with POST".into(),

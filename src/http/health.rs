@@ -46,11 +46,15 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
          passerelle_requests_queued {}\n\
          # HELP passerelle_requests_shed_total Requests refused with 503 OVERLOADED.\n\
          # TYPE passerelle_requests_shed_total counter\n\
-         passerelle_requests_shed_total {}\n{}",
+         passerelle_requests_shed_total {}\n\
+         # HELP passerelle_document_cache_misses_total GraphQL documents parsed and checked rather than taken from the document cache.\n\
+         # TYPE passerelle_document_cache_misses_total counter\n\
+         passerelle_document_cache_misses_total {}\n{}",
         app.store.statements().get(),
         app.admission.in_flight(),
         app.admission.queued(),
         app.admission.shed(),
+        app.documents.misses(),
         app.sync_stats.render()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

@@ -4,6 +4,7 @@ pub mod admission;
 mod apq;
 pub mod cache;
 mod cors;
+pub mod documents;
 mod extract;
 mod graphql;
 mod health;
