@@ -142,6 +142,20 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
                     ),
                     "t",
                 )?;
+                let member = actor(&format!("bulk-actor-{i}"), "bulk", Visibility::Public);
+                writes::upsert_actor(c, &w, &member, "t")?;
+                writes::upsert_partnership(
+                    c,
+                    &w,
+                    &partnership(
+                        &format!("bulk-partnership-{i}"),
+                        "bulk",
+                        Some(&a.id),
+                        &[&member.id],
+                        Visibility::Public,
+                    ),
+                    "t",
+                )?;
             }
             Ok(())
         })
@@ -206,6 +220,24 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
         assert_eq!(provenance["source"], "test", "{body}");
         assert_ne!(provenance["importedAt"], "", "{body}");
     }
+    // So are partnerships' and their members' actors', read with the page in one join.
+    let (named, body) = cost(
+        "{ actions { nodes { partnerships { provenance { source } members { actor { provenance { source importedAt } } } } } } }",
+    )
+    .await;
+    assert_eq!(named, bare, "the page, then partnerships with actors in one join");
+    let mut actors = 0;
+    for node in body["data"]["actions"]["nodes"].as_array().unwrap() {
+        for p in node["partnerships"].as_array().unwrap() {
+            assert_eq!(p["provenance"]["source"], "test", "{body}");
+            for m in p["members"].as_array().unwrap() {
+                assert_eq!(m["actor"]["provenance"]["source"], "test", "{body}");
+                assert_ne!(m["actor"]["provenance"]["importedAt"], "", "{body}");
+                actors += 1;
+            }
+        }
+    }
+    assert_eq!(actors, 3, "{body}");
 }
 
 backend_tests!(

@@ -105,7 +105,7 @@ impl Plan {
                 ..Default::default()
             };
             if self.member_actors {
-                (l.partnerships, l.actors) = queries::partnerships_with_actors(c, rf, &q)?;
+                (l.partnerships, l.actors) = queries::partnerships_with_actors(c, rf, detail, &q)?;
                 let mut actor_ids: Vec<String> = l
                     .partnerships
                     .iter()

@@ -223,7 +223,7 @@ pub fn actors_page(
         .select(ActorRecord::as_select())
         .load(conn)?;
     rows.into_iter()
-        .map(|r| Ok((r.name.clone(), r.into_domain()?)))
+        .map(|r| Ok((r.brief.name.clone(), r.into_domain()?)))
         .collect()
 }
 
@@ -649,7 +649,7 @@ fn hydrate_partnerships(
     conn: &mut AnyConnection,
     rows: Vec<PartnershipRecord>,
 ) -> Result<Vec<domain::Partnership>> {
-    let ids: Vec<&String> = rows.iter().map(|r| &r.id).collect();
+    let ids: Vec<&String> = rows.iter().map(|r| &r.brief.id).collect();
     let mut members: HashMap<String, Vec<domain::Member>> = HashMap::new();
     if !ids.is_empty() {
         let found: Vec<MemberRow> = partnership_members::table
@@ -667,7 +667,7 @@ fn hydrate_partnerships(
     }
     rows.into_iter()
         .map(|r| {
-            let m = members.remove(&r.id).unwrap_or_default();
+            let m = members.remove(&r.brief.id).unwrap_or_default();
             r.into_domain(m)
         })
         .collect()
@@ -688,7 +688,7 @@ pub fn partnerships_page(
     )
     .select(PartnershipRecord::as_select())
     .load(conn)?;
-    let keys: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    let keys: Vec<String> = rows.iter().map(|r| r.brief.name.clone()).collect();
     Ok(keys
         .into_iter()
         .zip(hydrate_partnerships(conn, rows)?)
@@ -752,32 +752,48 @@ pub fn partnerships_for(
 }
 
 /// [`partnerships_for`] with the members' actors that `rf` allows (a hidden actor comes back
-/// as no actor), still in one statement.
+/// as no actor), still in one statement; without the provenance columns of either when
+/// `detail` does not ask for them.
 pub fn partnerships_with_actors(
     conn: &mut AnyConnection,
     rf: &RowFilter,
+    detail: Detail,
     q: &PartnershipQuery,
 ) -> Result<(Vec<domain::Partnership>, Vec<domain::Actor>)> {
     let visible_member = actors::id
         .eq(partnership_members::actor_id)
         .and(visible_to!(actors, rf));
-    let rows: Vec<(PartnershipRecord, Option<MemberRow>, Option<ActorRecord>)> =
-        partnership_filters!(
-            partnerships::table
-                .left_join(partnership_members::table)
-                .left_join(actors::table.on(visible_member))
-                .into_boxed(),
-            rf,
-            q
+    let query = partnership_filters!(
+        partnerships::table
+            .left_join(partnership_members::table)
+            .left_join(actors::table.on(visible_member))
+            .into_boxed(),
+        rf,
+        q
+    )
+    .order_by(MEMBERS_IN_ORDER);
+    if detail.provenance {
+        let rows: Vec<(PartnershipRecord, Option<MemberRow>, Option<ActorRecord>)> = query
+            .select((
+                PartnershipRecord::as_select(),
+                Option::<MemberRow>::as_select(),
+                Option::<ActorRecord>::as_select(),
+            ))
+            .load(conn)?;
+        group_members(rows.into_iter())
+    } else {
+        let rows: Vec<(PartnershipBrief, Option<MemberRow>, Option<ActorBrief>)> = query
+            .select((
+                PartnershipBrief::as_select(),
+                Option::<MemberRow>::as_select(),
+                Option::<ActorBrief>::as_select(),
+            ))
+            .load(conn)?;
+        group_members(
+            rows.into_iter()
+                .map(|(p, m, a)| (p.into(), m, a.map(ActorRecord::from))),
         )
-        .order_by(MEMBERS_IN_ORDER)
-        .select((
-            PartnershipRecord::as_select(),
-            Option::<MemberRow>::as_select(),
-            Option::<ActorRecord>::as_select(),
-        ))
-        .load(conn)?;
-    group_members(rows.into_iter())
+    }
 }
 
 /// Partnerships from rows of (partnership, member, member's actor), a partnership's rows
@@ -789,13 +805,15 @@ fn group_members(
     let mut actors: HashMap<String, domain::Actor> = HashMap::new();
     for (partnership, member, actor) in rows {
         if let Some(a) = actor {
-            if !actors.contains_key(&a.id) {
-                actors.insert(a.id.clone(), a.into_domain()?);
+            if !actors.contains_key(&a.brief.id) {
+                actors.insert(a.brief.id.clone(), a.into_domain()?);
             }
         }
         let member = member.map(MemberRow::into_domain).transpose()?;
         match found.last_mut() {
-            Some((last, members)) if last.id == partnership.id => members.extend(member),
+            Some((last, members)) if last.brief.id == partnership.brief.id => {
+                members.extend(member)
+            }
             _ => found.push((partnership, member.into_iter().collect())),
         }
     }

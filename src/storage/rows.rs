@@ -91,6 +91,18 @@ pub struct ActorRow {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = actors)]
 pub struct ActorRecord {
+    #[diesel(embed)]
+    pub brief: ActorBrief,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+}
+
+/// An `ActorRecord` without its provenance, for reads whose document never asks for it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = actors)]
+pub struct ActorBrief {
     pub id: String,
     pub owner_partner_id: String,
     pub kind: String,
@@ -102,36 +114,42 @@ pub struct ActorRecord {
     pub territory_name: Option<String>,
     pub parent_actor_id: Option<String>,
     pub visibility: String,
-    pub source: String,
-    pub source_ref: Option<String>,
-    pub imported_at: String,
-    pub updated_at: String,
+}
+
+impl From<ActorBrief> for ActorRecord {
+    /// With an empty provenance.
+    fn from(brief: ActorBrief) -> Self {
+        ActorRecord {
+            brief,
+            source: String::new(),
+            source_ref: None,
+            imported_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
 }
 
 impl ActorRecord {
     pub fn into_domain(self) -> Result<domain::Actor> {
+        let b = self.brief;
         Ok(domain::Actor {
-            kind: vocab("actor kind", &self.kind, domain::ActorKind::from_stored)?,
-            visibility: vocab(
-                "visibility",
-                &self.visibility,
-                domain::Visibility::from_stored,
-            )?,
+            kind: vocab("actor kind", &b.kind, domain::ActorKind::from_stored)?,
+            visibility: vocab("visibility", &b.visibility, domain::Visibility::from_stored)?,
             provenance: Provenance {
                 source: self.source,
                 source_ref: self.source_ref,
                 imported_at: self.imported_at,
                 updated_at: self.updated_at,
             },
-            id: self.id,
-            owner: self.owner_partner_id,
-            name: self.name,
-            acronym: self.acronym,
-            description: self.description,
-            website: self.website,
-            territory_code: self.territory_code,
-            territory_name: self.territory_name,
-            parent_actor_id: self.parent_actor_id,
+            id: b.id,
+            owner: b.owner_partner_id,
+            name: b.name,
+            acronym: b.acronym,
+            description: b.description,
+            website: b.website,
+            territory_code: b.territory_code,
+            territory_name: b.territory_name,
+            parent_actor_id: b.parent_actor_id,
         })
     }
 }
@@ -496,6 +514,18 @@ pub struct PartnershipRow {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = partnerships)]
 pub struct PartnershipRecord {
+    #[diesel(embed)]
+    pub brief: PartnershipBrief,
+    pub source: String,
+    pub source_ref: Option<String>,
+    pub imported_at: String,
+    pub updated_at: String,
+}
+
+/// A `PartnershipRecord` without its provenance, for reads whose document never asks for it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = partnerships)]
+pub struct PartnershipBrief {
     pub id: String,
     pub owner_partner_id: String,
     pub action_id: Option<String>,
@@ -504,33 +534,39 @@ pub struct PartnershipRecord {
     pub starts_on: Option<String>,
     pub ends_on: Option<String>,
     pub visibility: String,
-    pub source: String,
-    pub source_ref: Option<String>,
-    pub imported_at: String,
-    pub updated_at: String,
+}
+
+impl From<PartnershipBrief> for PartnershipRecord {
+    /// With an empty provenance.
+    fn from(brief: PartnershipBrief) -> Self {
+        PartnershipRecord {
+            brief,
+            source: String::new(),
+            source_ref: None,
+            imported_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
 }
 
 impl PartnershipRecord {
     pub fn into_domain(self, members: Vec<domain::Member>) -> Result<domain::Partnership> {
+        let b = self.brief;
         Ok(domain::Partnership {
-            starts_on: date("start", self.starts_on)?,
-            ends_on: date("end", self.ends_on)?,
-            visibility: vocab(
-                "visibility",
-                &self.visibility,
-                domain::Visibility::from_stored,
-            )?,
+            starts_on: date("start", b.starts_on)?,
+            ends_on: date("end", b.ends_on)?,
+            visibility: vocab("visibility", &b.visibility, domain::Visibility::from_stored)?,
             provenance: Provenance {
                 source: self.source,
                 source_ref: self.source_ref,
                 imported_at: self.imported_at,
                 updated_at: self.updated_at,
             },
-            id: self.id,
-            owner: self.owner_partner_id,
-            action_id: self.action_id,
-            name: self.name,
-            description: self.description,
+            id: b.id,
+            owner: b.owner_partner_id,
+            action_id: b.action_id,
+            name: b.name,
+            description: b.description,
             members,
         })
     }
