@@ -15,8 +15,21 @@ use crate::http::rate_limit::RateLimiter;
 use crate::persisted::{manifest::Manifest, PersistedQueries};
 use crate::storage::Store;
 
+/// Shared by every handler and middleware, each of which holds its own handle: cloning one is
+/// one reference count, not one per part (axum clones the state for every extractor).
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppState>);
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+/// What an [`App`] holds.
+pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub schema: PasserelleSchema,
@@ -83,7 +96,7 @@ impl App {
             let imported = persisted.import(Manifest::read(path)?).await?;
             tracing::info!(operations = imported.len(), manifest = %path.display(), "trusted documents imported");
         }
-        Ok(App {
+        Ok(App(Arc::new(AppState {
             response_cache: ResponseCache::new(&config, store.clone()),
             documents: crate::http::documents::Documents::new(&config),
             rate_limiter: RateLimiter::new(&config.rate_limit),
@@ -106,7 +119,7 @@ impl App {
             keys,
             external,
             sync_stats: Arc::default(),
-        })
+        })))
     }
 
     /// Starts the connectors with an `interval_secs` on their schedule (what `serve` does);

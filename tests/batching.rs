@@ -225,7 +225,10 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
         "{ actions { nodes { partnerships { provenance { source } members { actor { provenance { source importedAt } } } } } } }",
     )
     .await;
-    assert_eq!(named, bare, "the page, then partnerships with actors in one join");
+    assert_eq!(
+        named, bare,
+        "the page, then partnerships with actors in one join"
+    );
     let mut actors = 0;
     for node in body["data"]["actions"]["nodes"].as_array().unwrap() {
         for p in node["partnerships"].as_array().unwrap() {
