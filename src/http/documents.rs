@@ -22,10 +22,10 @@ const TREE_BYTES_PER_TEXT_BYTE: u32 = 16;
 /// A document's text and the operation name sent with it.
 type Key = (String, Option<String>);
 
-#[derive(Clone)]
+/// Held once, in the shared [`crate::app::AppState`].
 pub struct Documents {
     cache: Option<Cache<Key, Arc<Checked>>>,
-    misses: Arc<AtomicU64>,
+    misses: AtomicU64,
 }
 
 impl Documents {
@@ -42,7 +42,7 @@ impl Documents {
         });
         Documents {
             cache,
-            misses: Arc::default(),
+            misses: AtomicU64::new(0),
         }
     }
 
