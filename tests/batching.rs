@@ -131,18 +131,19 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
             for i in 0..3 {
                 let a = action(&format!("bulk-action-{i}"), "bulk", Visibility::Public);
                 writes::upsert_action(c, &w, &a, "t")?;
-                writes::upsert_outcome(
-                    c,
-                    &w,
-                    &outcome(
-                        &format!("bulk-outcome-{i}"),
-                        "bulk",
-                        &a.id,
-                        Visibility::Public,
-                    ),
-                    "t",
-                )?;
-                let member = actor(&format!("bulk-actor-{i}"), "bulk", Visibility::Public);
+                // Secondary values unlike the placeholders of a brief read (no statement,
+                // QUALITATIVE, PRIVATE; an actor of kind OTHER with no acronym or territory).
+                let mut o = outcome(
+                    &format!("bulk-outcome-{i}"),
+                    "bulk",
+                    &a.id,
+                    Visibility::Public,
+                );
+                o.statement = Some("Stated".into());
+                writes::upsert_outcome(c, &w, &o, "t")?;
+                let mut member = actor(&format!("bulk-actor-{i}"), "bulk", Visibility::Public);
+                member.acronym = Some("ACR".into());
+                member.territory_code = Some("38185".into());
                 writes::upsert_actor(c, &w, &member, "t")?;
                 writes::upsert_partnership(
                     c,
@@ -241,6 +242,40 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
         }
     }
     assert_eq!(actors, 3, "{body}");
+    // Outcomes' and the members' actors' secondary columns are read only when the document
+    // names one of their fields, at no statement more: named, they come whole.
+    let (core, body) = cost(
+        "{ actions { nodes { outcomes { indicator value unit } partners { actor { name } } } } }",
+    )
+    .await;
+    let nodes = body["data"]["actions"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{body}");
+    for node in nodes {
+        assert_eq!(node["outcomes"][0]["value"], json!(42.0), "{body}");
+        assert_eq!(node["outcomes"][0]["unit"], "people", "{body}");
+        assert!(node["partners"][0]["actor"]["name"].is_string(), "{body}");
+    }
+    let (named, body) = cost(
+        "{ actions { nodes { outcomes { indicator ...Said } partners { actor { name kind acronym territoryCode visibility } } } } }
+         fragment Said on Outcome { measure statement periodStart periodEnd visibility }",
+    )
+    .await;
+    assert_eq!(named, core, "the same statements, with more columns");
+    let nodes = body["data"]["actions"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{body}");
+    for node in nodes {
+        let o = &node["outcomes"][0];
+        assert_eq!(o["measure"], "ACTUAL", "{body}");
+        assert_eq!(o["statement"], "Stated", "{body}");
+        assert_eq!(o["periodStart"], "2020", "{body}");
+        assert_eq!(o["periodEnd"], "2020", "{body}");
+        assert_eq!(o["visibility"], "PUBLIC", "{body}");
+        let a = &node["partners"][0]["actor"];
+        assert_eq!(a["kind"], "ASSOCIATION", "{body}");
+        assert_eq!(a["acronym"], "ACR", "{body}");
+        assert_eq!(a["territoryCode"], "38185", "{body}");
+        assert_eq!(a["visibility"], "PUBLIC", "{body}");
+    }
 }
 
 backend_tests!(

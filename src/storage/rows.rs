@@ -116,6 +116,37 @@ pub struct ActorBrief {
     pub visibility: String,
 }
 
+/// An actor's core columns (id, owner, name), for reads whose document names none of the
+/// others (see `Detail::secondary`).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = actors)]
+pub struct ActorCore {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub name: String,
+}
+
+impl From<ActorCore> for ActorRecord {
+    /// The columns not read get placeholders that no resolver of that document reads, chosen
+    /// to fail closed: kind `other`, visibility `private`, nothing else.
+    fn from(core: ActorCore) -> Self {
+        ActorBrief {
+            id: core.id,
+            owner_partner_id: core.owner_partner_id,
+            kind: domain::ActorKind::Other.as_str().into(),
+            name: core.name,
+            acronym: None,
+            description: None,
+            website: None,
+            territory_code: None,
+            territory_name: None,
+            parent_actor_id: None,
+            visibility: domain::Visibility::Private.as_str().into(),
+        }
+        .into()
+    }
+}
+
 impl From<ActorBrief> for ActorRecord {
     /// With an empty provenance.
     fn from(brief: ActorBrief) -> Self {
@@ -398,6 +429,40 @@ pub struct OutcomeBrief {
     pub period_start: Option<String>,
     pub period_end: Option<String>,
     pub visibility: String,
+}
+
+/// An outcome's core columns (id, owner, action, indicator, value, unit), for reads whose
+/// document names none of the others (see `Detail::secondary`).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outcomes)]
+pub struct OutcomeCore {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub action_id: String,
+    pub indicator: String,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+}
+
+impl From<OutcomeCore> for OutcomeRecord {
+    /// The columns not read get placeholders that no resolver of that document reads, chosen
+    /// to fail closed: measure `qualitative`, visibility `private`, no statement, no period.
+    fn from(core: OutcomeCore) -> Self {
+        OutcomeBrief {
+            id: core.id,
+            owner_partner_id: core.owner_partner_id,
+            action_id: core.action_id,
+            indicator: core.indicator,
+            measure: domain::OutcomeMeasure::Qualitative.as_str().into(),
+            value: core.value,
+            unit: core.unit,
+            statement: None,
+            period_start: None,
+            period_end: None,
+            visibility: domain::Visibility::Private.as_str().into(),
+        }
+        .into()
+    }
 }
 
 impl From<OutcomeBrief> for OutcomeRecord {
