@@ -5,7 +5,7 @@
 # request grow with page size and with data scale. Writes deploy/bench/results/{results.jsonl,
 # report.md,latency.svg}.
 #
-#   bash deploy/bench/run.sh                       # the defaults below, 17 to 23 minutes after the build
+#   bash deploy/bench/run.sh                       # the defaults below, 17 to 26 minutes after the build
 #   SCALE=0.01 SCALES=0.01 DURATION=5 bash deploy/bench/run.sh   # a quick look
 #
 # Scenarios: (a) a partner dashboard (a page of actions with outcomes and partners), (b) a
