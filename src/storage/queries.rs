@@ -809,39 +809,28 @@ pub fn partnerships_with_actors(
         q
     )
     .order_by(MEMBERS_IN_ORDER);
+    // The same join read into the row types `detail` asks for, then made whole records.
+    macro_rules! read_as {
+        ($partnership:ty, $actor:ty) => {{
+            let rows: Vec<($partnership, Option<MemberRow>, Option<$actor>)> = query
+                .select((
+                    <$partnership>::as_select(),
+                    Option::<MemberRow>::as_select(),
+                    Option::<$actor>::as_select(),
+                ))
+                .load(conn)?;
+            group_members(
+                rows.into_iter()
+                    .map(|(p, m, a)| (PartnershipRecord::from(p), m, a.map(ActorRecord::from))),
+            )
+        }};
+    }
     if detail.provenance {
-        let rows: Vec<(PartnershipRecord, Option<MemberRow>, Option<ActorRecord>)> = query
-            .select((
-                PartnershipRecord::as_select(),
-                Option::<MemberRow>::as_select(),
-                Option::<ActorRecord>::as_select(),
-            ))
-            .load(conn)?;
-        group_members(rows.into_iter())
+        read_as!(PartnershipRecord, ActorRecord)
     } else if detail.secondary {
-        let rows: Vec<(PartnershipBrief, Option<MemberRow>, Option<ActorBrief>)> = query
-            .select((
-                PartnershipBrief::as_select(),
-                Option::<MemberRow>::as_select(),
-                Option::<ActorBrief>::as_select(),
-            ))
-            .load(conn)?;
-        group_members(
-            rows.into_iter()
-                .map(|(p, m, a)| (p.into(), m, a.map(ActorRecord::from))),
-        )
+        read_as!(PartnershipBrief, ActorBrief)
     } else {
-        let rows: Vec<(PartnershipBrief, Option<MemberRow>, Option<ActorCore>)> = query
-            .select((
-                PartnershipBrief::as_select(),
-                Option::<MemberRow>::as_select(),
-                Option::<ActorCore>::as_select(),
-            ))
-            .load(conn)?;
-        group_members(
-            rows.into_iter()
-                .map(|(p, m, a)| (p.into(), m, a.map(ActorRecord::from))),
-        )
+        read_as!(PartnershipBrief, ActorCore)
     }
 }
 
