@@ -133,8 +133,9 @@ pub struct Detail {
     pub places: bool,
     pub disaggregations: bool,
     pub provenance: bool,
-    /// Outcomes' columns beyond id, owner, action, indicator, value and unit, and the
-    /// members' actors' beyond id, owner and name (read with a page of actions or partnerships).
+    /// Outcomes' columns beyond id, owner, action, indicator, value and unit (on every read
+    /// that takes a `Detail`), and the columns of the members' actors read with a page of
+    /// actions beyond id, owner and name.
     /// A dashboard names none of them: without them an outcome is 6 values instead of 11 and
     /// an actor 3 instead of 11, and the page's reads cost about 10% less CPU in all.
     pub secondary: bool,
