@@ -137,13 +137,14 @@ pub struct Detail {
     /// that takes a `Detail`), and the columns of the members' actors read with a page of
     /// actions beyond id, owner and name.
     /// A dashboard names none of them: without them an outcome is 6 values instead of 11 and
-    /// an actor 3 instead of 11, and the page's reads cost about 10% less CPU in all.
+    /// an actor 3 instead of 11, and the whole request costs 8 to 13% less CPU (README,
+    /// Benchmarks).
     pub secondary: bool,
 }
 
 /// The fields of `Outcome` and `Actor` that read a secondary column ([`Detail::secondary`]).
-/// `tests/batching.rs` checks this list against the schema: a new field of either type must be
-/// listed here or in its core list.
+/// `tests/schema.rs` checks this list against the schema: a new field of either type must be
+/// listed here or in that test's core list.
 pub const SECONDARY_FIELDS: &[&str] = &[
     // Outcome
     "measure",
@@ -511,8 +512,9 @@ fn outcome_query(rf: &RowFilter, q: &OutcomeQuery) -> outcomes::BoxedQuery<'stat
     apply_period!(query, outcomes, &q.period)
 }
 
-/// The outcome records `query` selects, without their provenance unless `detail` asks for it
-/// (then `OutcomeRecord::provenance` is empty).
+/// The outcome records `query` selects: with their provenance only when `detail` asks for it
+/// (otherwise `OutcomeRecord::provenance` is empty), and with their secondary columns only when
+/// it asks for those or for provenance (otherwise the placeholders of `OutcomeCore`).
 fn load_outcomes(
     conn: &mut AnyConnection,
     detail: Detail,
