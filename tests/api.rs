@@ -505,6 +505,70 @@ async fn internal_errors_are_masked(app: TestApp) {
     );
 }
 
+/// Every scalar field of an outcome, twice under one key, and under an alias.
+const OUTCOME_LEAVES: &str = "__typename id localId indicator measure value unit statement \
+    periodStart periodEnd visibility again: indicator indicator";
+
+/// Every scalar field of an action's partner and of its actor.
+const PARTNER_LEAVES: &str = "__typename role partnershipId who: actor { __typename id localId \
+    kind name acronym description website territoryCode territoryName visibility }";
+
+/// Lists of outcomes and of an action's partners whose selection is only plain fields are built
+/// without async-graphql's per-field resolution (`graphql::leaves`); inside a fragment, the same
+/// fields take async-graphql's way. Both answers must be the same text, field order included.
+async fn lists_answer_the_same_with_or_without_per_field_resolution(app: TestApp) {
+    app.seed().await;
+    let answer = |selection: String, fragments: String| {
+        let app = &app;
+        async move {
+            let query =
+                format!("{{ actions(first: 100) {{ nodes {{ {selection} }} }} }} {fragments}");
+            let res = app
+                .http
+                .post(app.url("/graphql"))
+                .json(&json!({ "query": query }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.text().await.unwrap()
+        }
+    };
+    let direct = answer(
+        format!("outcomes {{ {OUTCOME_LEAVES} }} partners {{ {PARTNER_LEAVES} }}"),
+        String::new(),
+    )
+    .await;
+    let resolved = answer(
+        format!("outcomes {{ ... on Outcome {{ {OUTCOME_LEAVES} }} }} partners {{ ...P }}"),
+        format!("fragment P on ActionPartner {{ {PARTNER_LEAVES} }}"),
+    )
+    .await;
+    assert_eq!(direct, resolved);
+    // The demo covers what the fields can hold: figures and words, periods or none.
+    let body: Value = serde_json::from_str(&direct).unwrap();
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let nodes = body["data"]["actions"]["nodes"].as_array().unwrap();
+    let all = |list: &str| -> Vec<Value> {
+        nodes
+            .iter()
+            .flat_map(|a| a[list].as_array().unwrap().clone())
+            .collect()
+    };
+    let outcomes = all("outcomes");
+    assert!(outcomes.len() >= 5, "{body:#}");
+    for field in ["value", "unit", "statement", "periodStart"] {
+        assert!(outcomes.iter().any(|o| o[field].is_null()), "{field}");
+        assert!(outcomes.iter().any(|o| !o[field].is_null()), "{field}");
+    }
+    assert_eq!(outcomes[0]["__typename"], "Outcome");
+    assert_eq!(outcomes[0]["again"], outcomes[0]["indicator"]);
+    let partners = all("partners");
+    assert!(partners.len() >= 5, "{body:#}");
+    assert!(partners.iter().any(|p| !p["who"]["acronym"].is_null()));
+    assert_eq!(partners[0]["who"]["__typename"], "Actor");
+}
+
 backend_tests!(
     caravan_actions_answer_with_the_seed_facts,
     seeding_twice_changes_nothing,
@@ -514,4 +578,5 @@ backend_tests!(
     page_size_is_capped_and_bad_cursors_are_refused,
     health_readiness_metrics_and_http_errors,
     internal_errors_are_masked,
+    lists_answer_the_same_with_or_without_per_field_resolution,
 );

@@ -1,11 +1,14 @@
 //! Actions: programmes, campaigns, working groups, interventions, events, publications.
 
-use async_graphql::{Context, Enum, InputObject, Object, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::resolver_utils::enum_value;
+use async_graphql::{Context, Enum, InputObject, Object, Value, ID};
 
 use super::actors::Actor;
 use super::common::{text_filter, PeriodFilter, Place, Provenance};
 use super::context::request;
 use super::ids::{self, Kind};
+use super::leaves::{self, LeafList, Leaves};
 use super::outcomes::Outcome;
 use super::pagination::{connection_types, page_request, SortDirection};
 use super::partners::{owner, Partner};
@@ -91,13 +94,15 @@ impl Action {
         Ok(found.unwrap_or_default().into_iter().map(Action).collect())
     }
     /// What the action achieved or aims at.
-    async fn outcomes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Outcome>> {
+    async fn outcomes(&self, ctx: &Context<'_>) -> async_graphql::Result<LeafList<Outcome>> {
         let found = request(ctx)?
             .loaders
             .outcomes_of_action
             .load_one(self.0.id.clone())
             .await?;
-        Ok(found.unwrap_or_default().into_iter().map(Outcome).collect())
+        Ok(LeafList(
+            found.unwrap_or_default().into_iter().map(Outcome).collect(),
+        ))
     }
     /// The partnerships that serve this action.
     async fn partnerships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Partnership>> {
@@ -113,7 +118,7 @@ impl Action {
             .collect())
     }
     /// Every actor involved, with its role, across the action's partnerships.
-    async fn partners(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ActionPartner>> {
+    async fn partners(&self, ctx: &Context<'_>) -> async_graphql::Result<LeafList<ActionPartner>> {
         let rc = request(ctx)?;
         let partnerships = rc
             .loaders
@@ -139,7 +144,7 @@ impl Action {
                 }
             }
         }
-        Ok(out)
+        Ok(LeafList(out))
     }
     async fn visibility(&self) -> domain::Visibility {
         self.0.visibility
@@ -171,6 +176,20 @@ impl ActionPartner {
     /// The partnership that gives the actor this role.
     async fn partnership_id(&self) -> ID {
         ids::encode(Kind::Partnership, &self.partnership_id)
+    }
+}
+
+/// As the resolvers above give them (`tests/api.rs` compares the two).
+impl Leaves for ActionPartner {
+    fn leaf(&self, field: &Field) -> Option<Value> {
+        Some(match field.name.node.as_str() {
+            "actor" => leaves::object(&Actor(self.actor.clone()), &field.selection_set.node)?,
+            "role" => enum_value(self.role),
+            "partnershipId" => {
+                Value::String(ids::encode(Kind::Partnership, &self.partnership_id).0)
+            }
+            _ => return None,
+        })
     }
 }
 

@@ -1,11 +1,14 @@
 //! Actors: organisations and groups.
 
-use async_graphql::{Context, Enum, InputObject, Object, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::resolver_utils::enum_value;
+use async_graphql::{Context, Enum, InputObject, Object, Value, ID};
 
 use super::actions::Action;
 use super::common::{text_filter, Provenance};
 use super::context::request;
 use super::ids::{self, Kind};
+use super::leaves::{nullable, text, Leaves};
 use super::pagination::{connection_types, page_request, SortDirection};
 use super::partners::{owner, Partner};
 use super::partnerships::Partnership;
@@ -112,6 +115,27 @@ impl Actor {
     }
     async fn provenance(&self) -> Provenance {
         (&self.0.provenance).into()
+    }
+}
+
+/// The fields of an actor that are plain values of the record, as their resolvers above give
+/// them (`tests/api.rs` compares the two).
+impl Leaves for Actor {
+    fn leaf(&self, field: &Field) -> Option<Value> {
+        let a = &self.0;
+        Some(match field.name.node.as_str() {
+            "id" => Value::String(ids::encode(Kind::Actor, &a.id).0),
+            "localId" => text(&a.id),
+            "kind" => enum_value(a.kind),
+            "name" => text(&a.name),
+            "acronym" => nullable(a.acronym.as_deref(), text),
+            "description" => nullable(a.description.as_deref(), text),
+            "website" => nullable(a.website.as_deref(), text),
+            "territoryCode" => nullable(a.territory_code.as_deref(), text),
+            "territoryName" => nullable(a.territory_name.as_deref(), text),
+            "visibility" => enum_value(a.visibility),
+            _ => return None,
+        })
     }
 }
 

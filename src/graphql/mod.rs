@@ -10,6 +10,7 @@ pub mod common;
 pub mod context;
 pub mod federation;
 pub mod ids;
+pub mod leaves;
 pub mod loaders;
 pub mod mutations;
 pub mod node;
@@ -79,7 +80,9 @@ pub struct Query(
 
 pub type PasserelleSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema with the limits from `config`.
+/// Builds the schema with the limits from `config`. It has no async-graphql extensions:
+/// [`leaves::LeafList`] builds some lists' objects without resolving their fields one by one,
+/// which an extension hooking field resolution would not see.
 pub fn build_schema(config: &Config) -> PasserelleSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .enable_federation()

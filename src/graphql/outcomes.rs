@@ -1,11 +1,14 @@
 //! Outcomes: what actions achieved, as figures or in words.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::resolver_utils::enum_value;
+use async_graphql::{Context, InputObject, Object, ScalarType, SimpleObject, Value, ID};
 
 use super::actions::Action;
 use super::common::{text_filter, PeriodFilter, Provenance};
 use super::context::request;
 use super::ids::{self, Kind};
+use super::leaves::{nullable, text, Leaves};
 use super::pagination::{connection_types, page_request, SortDirection};
 use super::partners::{owner, Partner};
 use crate::domain::{self, PartialDate};
@@ -109,6 +112,27 @@ impl Outcome {
     }
     async fn provenance(&self) -> Provenance {
         (&self.0.provenance).into()
+    }
+}
+
+/// The fields of an outcome that are plain values of the record, as their resolvers above give
+/// them (`tests/api.rs` compares the two).
+impl Leaves for Outcome {
+    fn leaf(&self, field: &Field) -> Option<Value> {
+        let o = &self.0;
+        Some(match field.name.node.as_str() {
+            "id" => Value::String(ids::encode(Kind::Outcome, &o.id).0),
+            "localId" => text(&o.id),
+            "indicator" => text(&o.indicator),
+            "measure" => enum_value(o.measure),
+            "value" => nullable(o.value, |v| v.to_value()),
+            "unit" => nullable(o.unit.as_deref(), text),
+            "statement" => nullable(o.statement.as_deref(), text),
+            "periodStart" => nullable(o.period_start, |d| d.to_value()),
+            "periodEnd" => nullable(o.period_end, |d| d.to_value()),
+            "visibility" => enum_value(o.visibility),
+            _ => return None,
+        })
     }
 }
 
