@@ -18,11 +18,14 @@ SCALE="${SCALE:-0.1}"              # main runs: 10 partners, 10k actions, 100k o
 SCALES="${SCALES:-0.01 0.1 1}"     # data-scale sweep: 1k to 100k actions, 10k to 1M outcomes
 DURATION="${DURATION:-10}"
 RATES="${RATES:-100 200 300 400 600 800}"  # fixed rates for Passerelle's dashboard (latency, RSS)
-# Throughput at equal p99: each side climbs these rates until one misses the SLO (p99 over SLO_MS,
-# any error, or under 95% of the rate offered); ROUNDS rounds, the two sides in turn.
-# The grid goes past 800: on a fast machine Passerelle sustained more, and a climb that never
-# misses measures the grid, not the server.
-SLO_RATES="${SLO_RATES:-100 150 200 250 300 350 400 450 500 600 700 800 900 1000 1100 1200 1300 1400 1600}"
+# Throughput at equal p99: each side climbs through rates until one misses the SLO (p99 over
+# SLO_MS, any error, or under 95% of the rate offered); ROUNDS rounds, the two sides in turn.
+# Each side's rates are FRACTIONS of its own throughput at saturation in the pairs (their
+# median), so the climb resolves to 5% on a fast machine and a slow one alike: a fixed grid
+# (100, 150... 1,600) measured its own steps, and on a slow machine PostGraphile missed at its
+# first step. SLO_RATES, if set, is used for both sides instead.
+FRACTIONS="${FRACTIONS:-0.3 0.5 0.6 0.7 0.75 0.8 0.85 0.9 0.95 1.0 1.05 1.1 1.2}"
+SLO_RATES="${SLO_RATES:-}"
 SLO_MS="${SLO_MS:-100}"
 ROUNDS="${ROUNDS:-3}"
 FLOOR_RATES="${FLOOR_RATES:-1000 2000}"
@@ -211,12 +214,28 @@ if phase peer && command -v npm >/dev/null; then
 r = json.loads(sys.stdin.read()); rate, slo = float(sys.argv[1]), float(sys.argv[2])
 sys.exit(0 if r["errors"] == 0 and r["p99_ms"] <= slo and r["rps"] >= 0.95 * rate else 1)' "$1" "$SLO_MS"
   }
+  # Rates from the median of the last $PAIRS pair runs labelled $1-abN@max.
+  grid() {
+    python3 - "$OUT/results.jsonl" "$1" "$PAIRS" $FRACTIONS <<'PY'
+import json, sys
+path, prefix, pairs = sys.argv[1], sys.argv[2] + "-ab", int(sys.argv[3])
+runs = [json.loads(l) for l in open(path) if l.strip()]
+rps = sorted([r["rps"] for r in runs if r["label"].startswith(prefix)][-pairs:])
+median = rps[len(rps) // 2]
+print(" ".join(str(max(1, round(median * float(f)))) for f in sys.argv[4:]))
+PY
+  }
+  OUR_RATES=${SLO_RATES:-$(grid dashboard)}
+  PEER_RATES=${SLO_RATES:-$(grid peer-dashboard)}
+  log "equal p99: Passerelle climbs $OUR_RATES; PostGraphile $PEER_RATES (req/s)"
   for i in $(seq 1 "$ROUNDS"); do
-    for rate in $SLO_RATES; do
+    # Fresh tokens each round: a round can outlast a token (token_ttl_secs, 15 minutes).
+    mint "$WORK/read.tokens" "read"
+    for rate in $OUR_RATES; do
       run "slo$i-dashboard@$rate" "$GQL" "$(dashboard 20)" "$rate" "$WORK/read.tokens"
       within_slo "$rate" || break
     done
-    for rate in $SLO_RATES; do
+    for rate in $PEER_RATES; do
       MEASURED=$PEER_PID run "slo$i-peer-dashboard@$rate" "http://127.0.0.1:$PEER_PORT/graphql" "$PEER_Q" "$rate" ""
       within_slo "$rate" || break
     done
