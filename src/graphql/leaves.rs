@@ -6,10 +6,11 @@
 //! resolves hundreds of outcomes that way: their list was a tenth of the server's CPU samples.
 //! [`LeafList`] looks at the list's selection. If it is only plain fields (no fragment,
 //! directive or argument) that the record type resolves in [`Leaves::leaf`] (scalars, or objects
-//! whose own selection is such), the objects are built directly from the records, in the selection's order under each field's
-//! response key, as async-graphql would build them. Any other selection goes through
-//! async-graphql's own resolution, unchanged. The schema is the same: a `LeafList<T>` is a
-//! `[T!]!`. `tests/api.rs` checks that both ways give the same answer, field by field.
+//! whose own selection is such), the objects are built directly from the records, in the
+//! selection's order under each field's response key, as async-graphql would build them. Any
+//! other selection goes through async-graphql's own resolution, unchanged. The schema is the
+//! same: a `LeafList<T>` is a `[T!]!`. `tests/api.rs` checks that both ways give the same
+//! answer, field by field.
 //!
 //! async-graphql extensions would see these fields unresolved: the schema has none (see
 //! `build_schema` in `graphql/mod.rs`), and one added must come with a look here.
