@@ -476,7 +476,8 @@ async fn partnerships_come_whole_with_their_members_in_order(app: TestApp) {
 /// A dashboard's page of one partner's actions holds that partner's first rows, by title and by
 /// start; on PostgreSQL it also reads only those rows, however many of another partner's sort
 /// before them (`actions_owner_title_idx`, `actions_owner_start_idx`, and an equality on the
-/// owner for the database to use them). SQLite keeps no row counts; its plan uses the same indexes.
+/// owner for the database to use them), with the generic plan every pooled connection uses.
+/// SQLite keeps no row counts; its plan uses the same indexes.
 async fn a_partners_page_reads_that_page_only(app: TestApp) {
     use diesel::connection::Connection;
     use diesel::sql_types::BigInt;
@@ -487,6 +488,11 @@ async fn a_partners_page_reads_that_page_only(app: TestApp) {
     struct Read {
         #[diesel(sql_type = BigInt)]
         rows: i64,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct PlanCacheMode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
     }
 
     setup_partners(&app, &["p1", "p2"]).await;
@@ -532,6 +538,12 @@ async fn a_partners_page_reads_that_page_only(app: TestApp) {
                         .map(|r| r.rows)
                     };
                     if postgres {
+                        // The plan checked is the generic one, made without the owner's value
+                        // or the LIMIT: the one every pooled connection uses.
+                        let mode = diesel::sql_query("SHOW plan_cache_mode")
+                            .get_result::<PlanCacheMode>(c)?
+                            .plan_cache_mode;
+                        assert_eq!(mode, "force_generic_plan");
                         // Whatever the planner thinks of a table this small, an index it may
                         // use; the test then counts the rows that index made it fetch.
                         diesel::sql_query("SET LOCAL enable_seqscan = off").execute(c)?;

@@ -97,7 +97,7 @@ impl Plan {
             return Ok(l);
         }
         if self.outcomes {
-            l.outcomes = queries::outcomes_by_actions(c, rf, detail, &l.ids)?;
+            l.outcomes = queries::outcomes_of_read_actions(c, rf, detail, &l.ids)?;
         }
         if self.partnerships {
             let q = PartnershipQuery {
