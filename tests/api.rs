@@ -513,9 +513,14 @@ const OUTCOME_LEAVES: &str = "__typename id localId indicator measure value unit
 const PARTNER_LEAVES: &str = "__typename role partnershipId who: actor { __typename id localId \
     kind name acronym description website territoryCode territoryName visibility }";
 
-/// Lists of outcomes and of an action's partners whose selection is only plain fields are built
-/// without async-graphql's per-field resolution (`graphql::leaves`); inside a fragment, the same
-/// fields take async-graphql's way. Both answers must be the same text, field order included.
+/// Every scalar field of an action, twice under one key, and under an alias.
+const ACTION_LEAVES: &str = "__typename id localId kind title summary status startsOn endsOn \
+    schedule website themes visibility again: title title";
+
+/// A page of actions, and lists of outcomes and of an action's partners, whose selection is
+/// only plain fields are built without async-graphql's per-field resolution (`graphql::leaves`);
+/// inside fragments, the same fields take async-graphql's way. Both answers must be the same
+/// text, field order included.
 async fn lists_answer_the_same_with_or_without_per_field_resolution(app: TestApp) {
     app.seed().await;
     let answer = |selection: String, fragments: String| {
@@ -535,13 +540,16 @@ async fn lists_answer_the_same_with_or_without_per_field_resolution(app: TestApp
         }
     };
     let direct = answer(
-        format!("outcomes {{ {OUTCOME_LEAVES} }} partners {{ {PARTNER_LEAVES} }}"),
+        format!("{ACTION_LEAVES} outcomes {{ {OUTCOME_LEAVES} }} partners {{ {PARTNER_LEAVES} }}"),
         String::new(),
     )
     .await;
     let resolved = answer(
-        format!("outcomes {{ ... on Outcome {{ {OUTCOME_LEAVES} }} }} partners {{ ...P }}"),
-        format!("fragment P on ActionPartner {{ {PARTNER_LEAVES} }}"),
+        format!("...A outcomes {{ ... on Outcome {{ {OUTCOME_LEAVES} }} }} partners {{ ...P }}"),
+        format!(
+            "fragment A on Action {{ {ACTION_LEAVES} }} \
+             fragment P on ActionPartner {{ {PARTNER_LEAVES} }}"
+        ),
     )
     .await;
     assert_eq!(direct, resolved);
@@ -555,6 +563,16 @@ async fn lists_answer_the_same_with_or_without_per_field_resolution(app: TestApp
             .flat_map(|a| a[list].as_array().unwrap().clone())
             .collect()
     };
+    for field in [
+        "summary", "status", "startsOn", "endsOn", "schedule", "website",
+    ] {
+        assert!(nodes.iter().any(|a| a[field].is_null()), "{field}");
+        assert!(nodes.iter().any(|a| !a[field].is_null()), "{field}");
+    }
+    assert!(nodes
+        .iter()
+        .any(|a| a["themes"].as_array().unwrap().len() > 1));
+    assert_eq!(nodes[0]["again"], nodes[0]["title"]);
     let outcomes = all("outcomes");
     assert!(outcomes.len() >= 5, "{body:#}");
     for field in ["value", "unit", "statement", "periodStart"] {

@@ -1,14 +1,19 @@
 //! Actions: programmes, campaigns, working groups, interventions, events, publications.
 
-use async_graphql::parser::types::Field;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::parser::types::{Field, Selection};
 use async_graphql::resolver_utils::enum_value;
-use async_graphql::{Context, Enum, InputObject, Object, Value, ID};
+use async_graphql::{
+    Context, ContextSelectionSet, Enum, InputObject, Object, ScalarType, Value, ID,
+};
 
 use super::actors::Actor;
 use super::common::{text_filter, PeriodFilter, Place, Provenance};
-use super::context::request;
+use super::context::{request, RequestContext};
 use super::ids::{self, Kind};
-use super::leaves::{self, LeafList, Leaves};
+use super::leaves::{self, nullable, text, LeafList, Leaves, PageLeaves};
 use super::outcomes::Outcome;
 use super::pagination::{connection_types, page_request, SortDirection};
 use super::partners::{owner, Partner};
@@ -126,25 +131,12 @@ impl Action {
             .load_one(self.0.id.clone())
             .await?
             .unwrap_or_default();
-        let actor_ids: Vec<String> = partnerships
-            .iter()
-            .flat_map(|p| p.members.iter().map(|m| m.actor_id.clone()))
-            .collect();
-        let actors = rc.loaders.actor.load_many(actor_ids).await?;
-        let mut out = Vec::new();
-        for p in &partnerships {
-            for m in &p.members {
-                // A member the viewer may not see is left out rather than shown empty.
-                if let Some(actor) = actors.get(&m.actor_id).and_then(Option::as_ref) {
-                    out.push(ActionPartner {
-                        actor: actor.clone(),
-                        role: m.role,
-                        partnership_id: p.id.clone(),
-                    });
-                }
-            }
-        }
-        Ok(LeafList(out))
+        let actors = rc
+            .loaders
+            .actor
+            .load_many(member_ids(&partnerships))
+            .await?;
+        Ok(LeafList(action_partners(&partnerships, &actors)))
     }
     async fn visibility(&self) -> domain::Visibility {
         self.0.visibility
@@ -155,6 +147,130 @@ impl Action {
     }
     async fn provenance(&self) -> Provenance {
         (&self.0.provenance).into()
+    }
+}
+
+/// The members of `partnerships`.
+fn member_ids<'a>(
+    partnerships: impl IntoIterator<Item = &'a Arc<domain::Partnership>>,
+) -> Vec<String> {
+    partnerships
+        .into_iter()
+        .flat_map(|p| p.members.iter().map(|m| m.actor_id.clone()))
+        .collect()
+}
+
+/// An action's partners from its partnerships and their members' actors, as the viewer may see
+/// them: a member whose actor is hidden is left out rather than shown empty.
+fn action_partners(
+    partnerships: &[Arc<domain::Partnership>],
+    actors: &HashMap<String, Option<Arc<domain::Actor>>>,
+) -> Vec<ActionPartner> {
+    let mut out = Vec::new();
+    for p in partnerships {
+        for m in &p.members {
+            if let Some(actor) = actors.get(&m.actor_id).and_then(Option::as_ref) {
+                out.push(ActionPartner {
+                    actor: actor.clone(),
+                    role: m.role,
+                    partnership_id: p.id.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// As the resolvers above give them (`tests/api.rs` compares the two).
+impl Leaves for Action {
+    fn leaf(&self, field: &Field) -> Option<Value> {
+        let a = &self.0;
+        Some(match field.name.node.as_str() {
+            "id" => Value::String(ids::encode(Kind::Action, &a.id).0),
+            "localId" => text(&a.id),
+            "kind" => enum_value(a.kind),
+            "title" => text(&a.title),
+            "summary" => nullable(a.summary.as_deref(), text),
+            "status" => nullable(a.status, enum_value),
+            "startsOn" => nullable(a.starts_on, |d| d.to_value()),
+            "endsOn" => nullable(a.ends_on, |d| d.to_value()),
+            "schedule" => nullable(a.schedule.as_deref(), text),
+            "website" => nullable(a.website.as_deref(), text),
+            "themes" => Value::List(a.themes.iter().map(|t| text(t)).collect()),
+            "visibility" => enum_value(a.visibility),
+            _ => return None,
+        })
+    }
+}
+
+/// A page of actions whose selection is plain fields (see [`Leaves`]), `outcomes` and
+/// `partners` among them, is built directly: each relation is taken from the request's loaders
+/// once for the whole page (a dashboard's page fed them already, `prefetch`), not once per
+/// action through a resolver each. Any other selection, or a loader error, resolves as usual.
+impl PageLeaves for Action {
+    async fn page(items: &[&Self], ctx: &ContextSelectionSet<'_>) -> Option<Vec<Value>> {
+        let selection = &ctx.item.node;
+        let names = |name: &str| {
+            selection
+                .items
+                .iter()
+                .any(|s| matches!(&s.node, Selection::Field(f) if f.node.name.node == name))
+        };
+        let (wants_outcomes, wants_partners) = (names("outcomes"), names("partners"));
+        let rc = ctx.data::<RequestContext>().ok()?;
+        let ids: Vec<String> = items.iter().map(|a| a.0.id.clone()).collect();
+        let outcomes = if wants_outcomes {
+            rc.loaders
+                .outcomes_of_action
+                .load_many(ids.clone())
+                .await
+                .ok()?
+        } else {
+            HashMap::new()
+        };
+        let (partnerships, actors) = if wants_partners {
+            let partnerships = rc
+                .loaders
+                .partnerships_of_action
+                .load_many(ids)
+                .await
+                .ok()?;
+            let members = member_ids(partnerships.values().flatten());
+            (
+                partnerships,
+                rc.loaders.actor.load_many(members).await.ok()?,
+            )
+        } else {
+            (HashMap::new(), HashMap::new())
+        };
+        items
+            .iter()
+            .map(|action| {
+                leaves::object_with(*action, selection, |f| match f.name.node.as_str() {
+                    "outcomes" => {
+                        let found = outcomes.get(&action.0.id).map_or(&[][..], Vec::as_slice);
+                        let sub = &f.selection_set.node;
+                        let list: Option<Vec<Value>> = found
+                            .iter()
+                            .map(|o| leaves::object(&Outcome(o.clone()), sub))
+                            .collect();
+                        list.map(Value::List)
+                    }
+                    "partners" => {
+                        let found = partnerships
+                            .get(&action.0.id)
+                            .map_or(&[][..], Vec::as_slice);
+                        let sub = &f.selection_set.node;
+                        let list: Option<Vec<Value>> = action_partners(found, &actors)
+                            .iter()
+                            .map(|p| leaves::object(p, sub))
+                            .collect();
+                        list.map(Value::List)
+                    }
+                    _ => action.leaf(f),
+                })
+            })
+            .collect()
     }
 }
 

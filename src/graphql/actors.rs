@@ -176,6 +176,9 @@ pub struct ActorOrder {
     pub direction: SortDirection,
 }
 
+/// Pages resolve as usual.
+impl super::leaves::PageLeaves for Actor {}
+
 connection_types!(
     ActorConnection,
     ActorEdge,

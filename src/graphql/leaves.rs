@@ -19,6 +19,7 @@
 //! loaders as before, and a leaf is a plain value of the record.
 
 use std::borrow::Cow;
+use std::future::Future;
 
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
@@ -35,21 +36,28 @@ pub trait Leaves: OutputType {
     fn leaf(&self, field: &Field) -> Option<Value>;
 }
 
+/// An `OutputType`'s type functions, the same as those of `Vec<$t>`: `[T!]!` in the schema.
+macro_rules! in_schema_as_a_list_of {
+    ($t:ty) => {
+        fn type_name() -> Cow<'static, str> {
+            Vec::<$t>::type_name()
+        }
+
+        fn qualified_type_name() -> String {
+            Vec::<$t>::qualified_type_name()
+        }
+
+        fn create_type_info(registry: &mut Registry) -> String {
+            Vec::<$t>::create_type_info(registry)
+        }
+    };
+}
+
 /// A list of `T`, in the schema as `[T!]!`.
 pub struct LeafList<T>(pub Vec<T>);
 
 impl<T: Leaves> OutputType for LeafList<T> {
-    fn type_name() -> Cow<'static, str> {
-        Vec::<T>::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        Vec::<T>::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        Vec::<T>::create_type_info(registry)
-    }
+    in_schema_as_a_list_of!(T);
 
     async fn resolve(
         &self,
@@ -68,9 +76,51 @@ impl<T: Leaves> OutputType for LeafList<T> {
     }
 }
 
+/// A page's nodes (a connection's `nodes`), in the schema as `[T!]!` like the `Vec` it
+/// replaces. [`PageLeaves::page`] may build the whole list at once; otherwise it resolves
+/// through async-graphql as before.
+pub struct Nodes<'a, T>(pub Vec<&'a T>);
+
+/// A connection's node type, which may build a page of its objects directly.
+pub trait PageLeaves: OutputType {
+    /// The page's objects, if `ctx`'s selection lets them be built from the records and what
+    /// the request's loaders hold for the whole page; `None` to resolve them as usual.
+    fn page(
+        items: &[&Self],
+        ctx: &ContextSelectionSet<'_>,
+    ) -> impl Future<Output = Option<Vec<Value>>> + Send {
+        let _ = (items, ctx);
+        async { None }
+    }
+}
+
+impl<T: PageLeaves> OutputType for Nodes<'_, T> {
+    in_schema_as_a_list_of!(T);
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match T::page(&self.0, ctx).await {
+            Some(list) => Ok(Value::List(list)),
+            None => resolve_list(ctx, field, &self.0, Some(self.0.len())).await,
+        }
+    }
+}
+
 /// `item` with the fields `selection` names, if each is a plain field (no fragment, directive
 /// or argument) that `T` resolves here; `None` to resolve it as usual.
 pub fn object<T: Leaves>(item: &T, selection: &SelectionSet) -> Option<Value> {
+    object_with(item, selection, |f| item.leaf(f))
+}
+
+/// [`object`] with each field's value from `value` (`None`: not a field resolved here).
+pub fn object_with<T: OutputType>(
+    item: &T,
+    selection: &SelectionSet,
+    mut value: impl FnMut(&Field) -> Option<Value>,
+) -> Option<Value> {
     let mut object = IndexMap::with_capacity(selection.items.len());
     for s in &selection.items {
         let Selection::Field(field) = &s.node else {
@@ -83,7 +133,7 @@ pub fn object<T: Leaves>(item: &T, selection: &SelectionSet) -> Option<Value> {
         let value = if f.name.node == "__typename" {
             Value::String(item.introspection_type_name().into_owned())
         } else {
-            item.leaf(f)?
+            value(f)?
         };
         // A response key named twice keeps its first place, as async-graphql's merge does.
         object.insert(f.response_key().node.clone(), value);

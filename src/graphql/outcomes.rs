@@ -172,6 +172,9 @@ impl OutcomeFilter {
     }
 }
 
+/// Pages resolve as usual.
+impl super::leaves::PageLeaves for Outcome {}
+
 connection_types!(
     OutcomeConnection,
     OutcomeEdge,

@@ -165,8 +165,8 @@ macro_rules! connection_types {
                 &self.edges
             }
             /// The nodes of `edges`, for clients that do not need cursors.
-            async fn nodes(&self) -> Vec<&$node> {
-                self.edges.iter().map(|e| &e.node).collect()
+            async fn nodes(&self) -> $crate::graphql::leaves::Nodes<'_, $node> {
+                $crate::graphql::leaves::Nodes(self.edges.iter().map(|e| &e.node).collect())
             }
             async fn page_info(&self) -> &$crate::graphql::pagination::PageInfo {
                 &self.page_info

@@ -136,6 +136,9 @@ impl PartnershipFilter {
     }
 }
 
+/// Pages resolve as usual.
+impl super::leaves::PageLeaves for Partnership {}
+
 connection_types!(
     PartnershipConnection,
     PartnershipEdge,
