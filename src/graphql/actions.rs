@@ -210,6 +210,15 @@ impl Leaves for Action {
 impl PageLeaves for Action {
     async fn page(items: &[&Self], ctx: &ContextSelectionSet<'_>) -> Option<Vec<Value>> {
         let selection = &ctx.item.node;
+        // A fragment, directive or argument among the fields of the page's objects: resolved as
+        // usual, before anything is loaded for it here.
+        let plain = selection.items.iter().all(|s| {
+            matches!(&s.node, Selection::Field(f)
+                if f.node.directives.is_empty() && f.node.arguments.is_empty())
+        });
+        if !plain {
+            return None;
+        }
         let names = |name: &str| {
             selection
                 .items
