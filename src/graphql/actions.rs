@@ -258,23 +258,14 @@ impl PageLeaves for Action {
                 leaves::object_with(*action, selection, |f| match f.name.node.as_str() {
                     "outcomes" => {
                         let found = outcomes.get(&action.0.id).map_or(&[][..], Vec::as_slice);
-                        let sub = &f.selection_set.node;
-                        let list: Option<Vec<Value>> = found
-                            .iter()
-                            .map(|o| leaves::object(&Outcome(o.clone()), sub))
-                            .collect();
-                        list.map(Value::List)
+                        let found: Vec<Outcome> = found.iter().cloned().map(Outcome).collect();
+                        leaves::list(&found, &f.selection_set.node)
                     }
                     "partners" => {
                         let found = partnerships
                             .get(&action.0.id)
                             .map_or(&[][..], Vec::as_slice);
-                        let sub = &f.selection_set.node;
-                        let list: Option<Vec<Value>> = action_partners(found, &actors)
-                            .iter()
-                            .map(|p| leaves::object(p, sub))
-                            .collect();
-                        list.map(Value::List)
+                        leaves::list(&action_partners(found, &actors), &f.selection_set.node)
                     }
                     _ => action.leaf(f),
                 })

@@ -12,6 +12,10 @@
 //! same: a `LeafList<T>` is a `[T!]!`. `tests/api.rs` checks that both ways give the same
 //! answer, field by field.
 //!
+//! A connection's `nodes` is a [`Nodes`]: a node type may build a whole page the same way
+//! ([`PageLeaves`]), its relations taken from the request's loaders once for the page; `Action`
+//! does, for its scalars, `outcomes` and `partners`.
+//!
 //! async-graphql extensions would see these fields unresolved: the schema has none (see
 //! `build_schema` in `graphql/mod.rs`), and one added must come with a look here.
 //!
@@ -64,13 +68,8 @@ impl<T: Leaves> OutputType for LeafList<T> {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let direct: Option<Vec<Value>> = self
-            .0
-            .iter()
-            .map(|item| object(item, &ctx.item.node))
-            .collect();
-        match direct {
-            Some(list) => Ok(Value::List(list)),
+        match list(&self.0, &ctx.item.node) {
+            Some(list) => Ok(list),
             None => resolve_list(ctx, field, &self.0, Some(self.0.len())).await,
         }
     }
@@ -107,6 +106,18 @@ impl<T: PageLeaves> OutputType for Nodes<'_, T> {
             None => resolve_list(ctx, field, &self.0, Some(self.0.len())).await,
         }
     }
+}
+
+/// `items` as a list of objects built by [`object`], or `None` to resolve them as usual.
+pub fn list<'a, T: Leaves + 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+    selection: &SelectionSet,
+) -> Option<Value> {
+    let objects: Option<Vec<Value>> = items
+        .into_iter()
+        .map(|item| object(item, selection))
+        .collect();
+    objects.map(Value::List)
 }
 
 /// `item` with the fields `selection` names, if each is a plain field (no fragment, directive

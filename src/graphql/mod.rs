@@ -81,8 +81,8 @@ pub struct Query(
 pub type PasserelleSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema with the limits from `config`. It has no async-graphql extensions:
-/// [`leaves::LeafList`] builds some lists' objects without resolving their fields one by one,
-/// which an extension hooking field resolution would not see.
+/// [`leaves::LeafList`] and [`leaves::Nodes`] build some lists' objects without resolving their
+/// fields one by one, which an extension hooking field resolution would not see.
 pub fn build_schema(config: &Config) -> PasserelleSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .enable_federation()
