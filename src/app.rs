@@ -100,7 +100,7 @@ impl App {
             response_cache: ResponseCache::new(&config, store.clone()),
             documents: crate::http::documents::Documents::new(&config),
             rate_limiter: RateLimiter::new(&config.rate_limit),
-            audit: AuditWriter::start(store.clone(), config.audit_reads_wait_for_flush),
+            audit: AuditWriter::start(store.clone(), config.audit_reads_wait_for_flush)?,
             admission: Admission::new(
                 config.max_concurrent_requests,
                 std::time::Duration::from_millis(config.queue_timeout_ms),

@@ -126,7 +126,7 @@ struct Queued {
     written: oneshot::Sender<bool>,
 }
 
-/// Writes audit entries with group commit: a request hands its entry to one writer task and
+/// Writes audit entries with group commit: a request hands its entry to one writer thread and
 /// waits until it is committed, and the writer inserts every entry queued meanwhile in one
 /// statement. Each answer is still audited before it leaves, but a burst of requests costs
 /// one statement and one commit, not one each.
@@ -152,36 +152,55 @@ fn answer(committed: &Result<()>, waiting: Vec<oneshot::Sender<bool>>) {
 }
 
 impl AuditWriter {
-    /// Starts the writer task; it ends when the last `AuditWriter` is dropped.
-    pub fn start(store: Store, reads_wait_for_flush: bool) -> Self {
+    /// Starts the writer on a thread of its own; it ends when the last `AuditWriter` is dropped.
+    ///
+    /// A thread, not a task: on PostgreSQL it holds the connection for unflushed commits and
+    /// writes each batch of reads' entries itself, so an entry costs a wake-up of this thread
+    /// and the round trip, instead of a wake-up of a task that then hands the batch to a thread
+    /// of the blocking pool and waits for it. Batches for the pool (entries of writes, and on
+    /// SQLite all entries) go through `Store::run` as any other write, one at a time.
+    pub fn start(store: Store, reads_wait_for_flush: bool) -> Result<Self> {
         let (queue, mut incoming) = mpsc::channel::<Queued>(4 * MAX_BATCH);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            // On PostgreSQL, the connection for unflushed commits.
-            let mut unflushed = (store.backend() == Backend::Postgres)
-                .then(|| OwnConnection::new(store.clone(), Store::unflushed_commits_connection));
-            while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let (durable, reads): (Vec<Queued>, Vec<Queued>) = batch
-                    .drain(..)
-                    .partition(|q| q.durable || reads_wait_for_flush);
-                if !durable.is_empty() {
-                    let (entries, waiting) = split(durable);
-                    let committed = store.run(move |conn| insert_all(conn, &entries)).await;
-                    answer(&committed, waiting);
-                }
-                if !reads.is_empty() {
-                    let (entries, waiting) = split(reads);
-                    let insert = move |c: &mut AnyConnection| insert_all(c, &entries);
-                    // SQLite's commits never wait for a flush: its pool will do.
-                    let committed = match &mut unflushed {
-                        Some(own) => own.run(insert).await,
-                        None => store.run(insert).await,
+        let runtime = tokio::runtime::Handle::try_current().map_err(Error::internal)?;
+        // On PostgreSQL, the connection for unflushed commits.
+        let mut unflushed = (store.backend() == Backend::Postgres && !reads_wait_for_flush)
+            .then(|| OwnConnection::new(store.clone(), Store::unflushed_commits_connection));
+        let through_pool = move |batch: Vec<Queued>| {
+            let (entries, waiting) = split(batch);
+            let committed = runtime.block_on(store.run(move |conn| insert_all(conn, &entries)));
+            answer(&committed, waiting);
+        };
+        std::thread::Builder::new()
+            .name("passerelle-audit".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                // Each wait takes what came meanwhile too, up to a batch.
+                while let Some(first) = incoming.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match incoming.try_recv() {
+                            Ok(q) => batch.push(q),
+                            Err(_) => break,
+                        }
+                    }
+                    let Some(own) = unflushed.as_mut() else {
+                        through_pool(std::mem::take(&mut batch));
+                        continue;
                     };
-                    answer(&committed, waiting);
+                    let (durable, reads): (Vec<Queued>, Vec<Queued>) =
+                        batch.drain(..).partition(|q| q.durable);
+                    if !durable.is_empty() {
+                        through_pool(durable);
+                    }
+                    if !reads.is_empty() {
+                        let (entries, waiting) = split(reads);
+                        let committed = own.run_here(|c| insert_all(c, &entries));
+                        answer(&committed, waiting);
+                    }
                 }
-            }
-        });
-        AuditWriter { queue }
+            })
+            .map_err(Error::internal)?;
+        Ok(AuditWriter { queue })
     }
 
     /// Appends one entry and waits until it is committed.

@@ -126,6 +126,20 @@ impl OwnConnection {
         }
     }
 
+    /// Runs blocking database work on it, on this thread: for a thread of its own, never on
+    /// the runtime's.
+    pub fn run_here<T>(&mut self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => (self.open)(&self.store)?,
+        };
+        let result = f(&mut conn);
+        if result.is_ok() {
+            self.conn = Some(conn);
+        }
+        result
+    }
+
     /// Runs blocking database work on it, on tokio's blocking pool.
     pub async fn run<T, F>(&mut self, f: F) -> Result<T>
     where
