@@ -33,6 +33,9 @@ pub enum AuthMode {
     External,
 }
 
+/// More async workers than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -60,6 +63,11 @@ pub struct Config {
     /// Highest complexity a query may have (one per field; lists multiply by their `first`).
     pub max_query_complexity: usize,
     pub db_max_connections: u32,
+    /// Threads that run requests' async work (HTTP, GraphQL resolution, serialization); `0`:
+    /// one per core. Database work runs on threads of its own besides these. On 2 cores shared
+    /// with PostgreSQL, one worker took 10-17% less CPU per dashboard than two (fewer wake-ups
+    /// across cores), at the same throughput.
+    pub worker_threads: usize,
     /// How long to wait for the database when opening a connection.
     pub db_connect_timeout_secs: u64,
     /// How long a request may run before it is answered 503.
@@ -302,6 +310,7 @@ impl Default for Config {
             max_query_depth: 12,
             max_query_complexity: 20_000,
             db_max_connections: 10,
+            worker_threads: 0,
             db_connect_timeout_secs: 5,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
@@ -478,6 +487,11 @@ impl Config {
         }
         if self.max_concurrent_requests == 0 {
             return bad("max_concurrent_requests must be positive".into());
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return bad(format!(
+                "worker_threads must be at most {MAX_WORKER_THREADS} (0: one per core)"
+            ));
         }
         for origin in &self.cors_allowed_origins {
             let parsed = url::Url::parse(origin).ok().filter(|u| {
@@ -656,6 +670,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("wildcards are refused"), "{e}");
+        let e = Config::load(None, env(&[("PASSERELLE_WORKER_THREADS", "100000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("worker_threads must be at most"), "{e}");
+        let c = Config::load(None, env(&[("PASSERELLE_WORKER_THREADS", "1")])).unwrap();
+        assert_eq!(c.worker_threads, 1);
         let e = Config::load(None, env(&[("PASSERELLE_MAX_BATCH_SIZE", "0")]))
             .unwrap_err()
             .to_string();
