@@ -42,6 +42,8 @@ pub struct AppState {
     pub audit: AuditWriter,
     /// Load shedding: the request slots.
     pub admission: Admission,
+    /// Client secrets checked a bounded number at once, off the database connections.
+    pub secret_checks: crate::auth::clients::SecretChecks,
     /// The keys that sign and verify access tokens.
     pub keys: KeyRing,
     /// Access tokens already verified (signature and claims), until they expire.
@@ -107,6 +109,7 @@ impl App {
                 config.max_queued_requests,
             ),
             persisted,
+            secret_checks: Default::default(),
             verified_tokens: Default::default(),
             sessions: crate::auth::sessions::Sessions::new(
                 store.clone(),

@@ -375,10 +375,25 @@ async fn overload_is_shed_with_503_not_queued(backend: Backend) {
     assert_eq!(res.status(), 503);
     let shed: Value = res.json().await.unwrap();
     assert_eq!(shed["code"], "OVERLOADED", "{shed}");
+    // So are the OAuth endpoints, each of which checks a client secret (Argon2id): a flood of
+    // token requests cannot take more than the server's request slots.
+    for path in ["/oauth/token", "/oauth/introspect", "/oauth/revoke"] {
+        let res = app
+            .http
+            .post(app.url(path))
+            .basic_auth("some-client", Some("wrong"))
+            .form(&[("grant_type", "client_credentials"), ("token", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503, "{path}");
+        let shed: Value = res.json().await.unwrap();
+        assert_eq!(shed["code"], "OVERLOADED", "{path}: {shed}");
+    }
     // Light routes are never shed: health checks and metrics still answer.
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains("passerelle_requests_shed_total 2"),
+        metrics.contains("passerelle_requests_shed_total 5"),
         "{metrics}"
     );
     assert!(

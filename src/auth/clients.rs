@@ -3,6 +3,7 @@
 //! digests in constant time, and an unknown client id still pays for one verification).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -188,24 +189,66 @@ pub fn revoke(conn: &mut AnyConnection, id: &str) -> Result<bool> {
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Hr3J0m9nPpPoBVPg6DvXaDDpf6XO5a3Yg8oljdDRQ3w";
 
-/// The active client whose id and secret these are; `None` for any mismatch.
-pub fn authenticate(conn: &mut AnyConnection, id: &str, secret: &str) -> Result<Option<Client>> {
+/// The active client with this id and its stored secret hash; for an unknown or revoked id, no
+/// client and a decoy hash, so that checking a secret against it takes as long.
+pub fn with_secret_hash(conn: &mut AnyConnection, id: &str) -> Result<(Option<Client>, String)> {
     let row: Option<(Row, String)> = oauth_clients::table
         .filter(oauth_clients::id.eq(id))
         .filter(oauth_clients::revoked_at.is_null())
         .select((COLUMNS, oauth_clients::secret_hash))
         .first(conn)
         .optional()?;
-    let stored = row.as_ref().map(|(_, h)| h.as_str()).unwrap_or(DECOY_HASH);
-    let parsed = PasswordHash::new(stored)
-        .map_err(|e| Error::internal(anyhow::anyhow!("stored secret hash unreadable: {e}")))?;
-    let matches = Argon2::default()
-        .verify_password(secret.as_bytes(), &parsed)
-        .is_ok();
     Ok(match row {
-        Some((row, _)) if matches => Some(client(row)),
-        _ => None,
+        Some((row, hash)) => (Some(client(row)), hash),
+        None => (None, DECOY_HASH.to_owned()),
     })
+}
+
+/// Whether `secret` is the one `hash` was made from (Argon2id, constant-time).
+fn secret_matches(hash: &str, secret: &str) -> Result<bool> {
+    let parsed = PasswordHash::new(hash)
+        .map_err(|e| Error::internal(anyhow::anyhow!("stored secret hash unreadable: {e}")))?;
+    Ok(Argon2::default()
+        .verify_password(secret.as_bytes(), &parsed)
+        .is_ok())
+}
+
+/// Checks client secrets off the database connections and the async workers, a bounded number
+/// at once. Each check is Argon2id: some milliseconds of CPU and 19 MiB of memory, on purpose.
+/// Checked while holding a database connection, a flood of token requests with wrong secrets
+/// held every connection and starved GraphQL; unbounded, it would take memory without end.
+#[derive(Clone)]
+pub struct SecretChecks {
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl SecretChecks {
+    /// At most one check per core at once.
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        SecretChecks {
+            slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
+
+    /// The client whose stored hash `hash` is, if `secret` matches it; `None` for any mismatch
+    /// (an unknown client included: `hash` is then the decoy).
+    pub async fn authenticate(
+        &self,
+        found: (Option<Client>, String),
+        secret: String,
+    ) -> Result<Option<Client>> {
+        let _slot = self.slots.acquire().await.map_err(Error::internal)?;
+        let (client, hash) = found;
+        let matches = tokio::task::spawn_blocking(move || secret_matches(&hash, &secret)).await??;
+        Ok(client.filter(|_| matches))
+    }
+}
+
+impl Default for SecretChecks {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]

@@ -251,10 +251,11 @@ async fn client(
             ))
         }
     };
-    let found = app
+    let stored = app
         .store
-        .run(move |conn| clients::authenticate(conn, &id, &secret))
+        .run(move |conn| clients::with_secret_hash(conn, &id))
         .await?;
+    let found = app.secret_checks.authenticate(stored, secret).await?;
     if let Some(client) = &found {
         note.authenticated(client);
     }

@@ -100,7 +100,7 @@ pub async fn graphql(State(app): State<App>, request: Request, next: Next) -> Re
     }
 }
 
-/// For the other heavy routes (`/import`, `/export`).
+/// For the other heavy routes (`/import`, `/export`, the OAuth endpoints).
 pub async fn plain(State(app): State<App>, request: Request, next: Next) -> Response {
     match app.admission.enter().await {
         Ok(_slot) => next.run(request).await,

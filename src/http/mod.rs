@@ -60,9 +60,13 @@ pub fn router(app: App) -> Router {
             "/export/{kind}",
             get(ingest::export_handler).layer(admit_plain()),
         )
-        .route("/oauth/token", post(oauth::token))
-        .route("/oauth/introspect", post(oauth::introspect))
-        .route("/oauth/revoke", post(oauth::revoke))
+        // Each call checks a client secret (Argon2id): admitted like the other heavy routes.
+        .route("/oauth/token", post(oauth::token).layer(admit_plain()))
+        .route(
+            "/oauth/introspect",
+            post(oauth::introspect).layer(admit_plain()),
+        )
+        .route("/oauth/revoke", post(oauth::revoke).layer(admit_plain()))
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
