@@ -146,19 +146,14 @@ impl OwnConnection {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
-        let (store, open, held) = (self.store.clone(), self.open, self.conn.take());
+        let mut own = OwnConnection {
+            store: self.store.clone(),
+            open: self.open,
+            conn: self.conn.take(),
+        };
         let (conn, result) = tokio::task::spawn_blocking(move || {
-            let mut conn = match held {
-                Some(c) => c,
-                None => match open(&store) {
-                    Ok(c) => c,
-                    Err(e) => return (None, Err(e)),
-                },
-            };
-            match f(&mut conn) {
-                Ok(v) => (Some(conn), Ok(v)),
-                Err(e) => (None, Err(e)),
-            }
+            let result = own.run_here(f);
+            (own.conn, result)
         })
         .await
         .unwrap_or_else(|e| (None, Err(Error::internal(e))));
