@@ -167,6 +167,11 @@ pub struct Config {
     pub response_cache_entries: u64,
     /// How long a cached response lives, in seconds.
     pub response_cache_ttl_secs: u64,
+    /// How long a write by another process (another replica, the CLI, psql) may take to reach
+    /// this one's response cache: cached answers are used only while the feed of data changes,
+    /// read every half of this, is up to date. 0 turns the feed off: such a write then shows
+    /// once the answers cached before it age out (`response_cache_ttl_secs`).
+    pub response_cache_recheck_ms: u64,
     pub rate_limit: RateLimitConfig,
     /// Pull connectors, one per partner source (`[[connectors]]` tables in the TOML file).
     pub connectors: Vec<ConnectorConfig>,
@@ -331,6 +336,7 @@ impl Default for Config {
             document_cache_bytes: 8 << 20,
             response_cache_entries: 10_000,
             response_cache_ttl_secs: 60,
+            response_cache_recheck_ms: 500,
             rate_limit: RateLimitConfig::default(),
             connectors: Vec::new(),
             token_issuer: "http://127.0.0.1:8080".into(),

@@ -365,6 +365,81 @@ async fn answers_keep_the_documents_field_order(app: TestApp) {
     );
 }
 
+/// On PostgreSQL, a write made elsewhere (another replica, psql) reaches every replica's response
+/// cache within `response_cache_recheck_ms` (default 500), by the feed of data changes; a
+/// replica's own writes, which invalidated its cache as they committed, are left out of its feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_elsewhere_reach_every_replicas_cache() {
+    let Some(app) = TestApp::spawn(common::Backend::Postgres).await else {
+        return;
+    };
+    app.seed().await;
+    let other = app.spawn_beside(|_| {}).await;
+    let count = |b: &Value| b["data"]["actions"]["totalCount"].as_i64().unwrap();
+    let (_, before) = as_viewer(&other, "", CARAVAN_ACTIONS).await;
+    let (hit, _) = as_viewer(&other, "", CARAVAN_ACTIONS).await;
+    assert!(hit, "the other replica caches the answer");
+
+    // A mutation on this replica: the other one's cached answer goes within the bound.
+    let writer = "partner=caravan; scopes=read,write";
+    let put = json!({
+        "query": "mutation Put($input: ActionInput!) { upsertAction(input: $input) { effect } }",
+        "variables": { "input": {
+            "id": "elsewhere-1", "kind": "WORKSHOP", "title": "Atelier ailleurs",
+            "visibility": "PUBLIC"
+        } }
+    });
+    let (status, _, body) = app.post_json(&put, &[(TEST_VIEWER, writer)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["upsertAction"]["effect"], "CREATED", "{body}");
+    // This replica's own answer, cached right after its write, is not dropped by its feed.
+    let (hit, mine) = as_viewer(&app, "", CARAVAN_ACTIONS).await;
+    assert!(!hit);
+    assert_eq!(count(&mine), count(&before) + 1);
+    let took = common::within(common::RECHECK_BOUND, || async {
+        count(&as_viewer(&other, "", CARAVAN_ACTIONS).await.1) == count(&before) + 1
+    })
+    .await
+    .expect("the other replica answers with the new action");
+    eprintln!("the other replica saw the mutation after {took:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        as_viewer(&app, "", CARAVAN_ACTIONS).await.0,
+        "a replica's own write is not invalidated twice"
+    );
+
+    // A write from psql (an untagged connection): both replicas drop what they cached.
+    for replica in [&app, &other] {
+        as_viewer(replica, "", CARAVAN_ACTIONS).await;
+        assert!(as_viewer(replica, "", CARAVAN_ACTIONS).await.0);
+    }
+    let url = app.database_url.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        let mut c = diesel::PgConnection::establish(&url).unwrap();
+        diesel::sql_query(
+            "UPDATE actions SET title = 'Renommé dans psql' WHERE title = 'Atelier ailleurs'",
+        )
+        .execute(&mut c)
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    for replica in [&app, &other] {
+        common::within(common::RECHECK_BOUND, || async {
+            let (_, body) = as_viewer(replica, "", CARAVAN_ACTIONS).await;
+            body["data"]["actions"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["title"] == "Renommé dans psql")
+        })
+        .await
+        .expect("every replica answers with psql's title");
+    }
+    drop(other);
+}
+
 backend_tests!(
     answers_keep_the_documents_field_order,
     content_negotiation_and_status_codes,

@@ -4,11 +4,15 @@
 //! fingerprint: the row filter (which rows it may read) and its sorted scopes. Two callers that
 //! may see different rows never share an entry; two that may see the same rows do. An entry
 //! remembers the write generations of the kinds of record it holds and is dropped once a write
-//! moved any of them (`invalidate`).
+//! moved any of them (`invalidate`). Writes by other processes (another replica, the CLI, psql)
+//! come from the feed of data changes ([`crate::storage::changes`]), read every half
+//! `response_cache_recheck_ms` by [`ResponseCache::watch`] (PostgreSQL only); answers are served from the cache only
+//! while its latest reading started less than `response_cache_recheck_ms` ago, so such a write
+//! shows within that, and at once when the feed cannot be read (nothing cached is used).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use moka::future::Cache;
@@ -16,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::domain::{RowFilter, Viewer};
-use crate::storage::{EntityKind, Store};
+use crate::storage::changes::{ChangeFeed, Changed};
+use crate::storage::{Backend, EntityKind, Store};
 
 /// What the caller may see, as a short stable string.
 pub fn fingerprint(viewer: &Viewer) -> String {
@@ -121,6 +126,36 @@ pub struct Hit {
 pub struct ResponseCache {
     cache: Option<Cache<String, Arc<Entry>>>,
     store: Store,
+    /// `None` when other processes' writes are not followed: the cache is off,
+    /// `response_cache_recheck_ms = 0`, or SQLite (one process serves a file; see
+    /// [`crate::storage::changes`]).
+    feed: Option<Arc<FeedReading>>,
+}
+
+/// When the latest reading of the feed of data changes started.
+struct FeedReading {
+    recheck: Duration,
+    started: Mutex<Option<Instant>>,
+}
+
+impl FeedReading {
+    /// Whether the latest reading started less than `recheck` ago.
+    fn recent(&self, now: Instant) -> bool {
+        self.started
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .is_some_and(|s| now.saturating_duration_since(s) < self.recheck)
+    }
+
+    /// Keeps `started` unless a reading that started later was recorded first.
+    fn record(&self, started: Instant) {
+        if let Ok(mut latest) = self.started.lock() {
+            if latest.is_none_or(|s| s < started) {
+                *latest = Some(started);
+            }
+        }
+    }
 }
 
 impl ResponseCache {
@@ -131,7 +166,39 @@ impl ResponseCache {
                 .time_to_live(Duration::from_secs(config.response_cache_ttl_secs.max(1)))
                 .build()
         });
-        ResponseCache { cache, store }
+        let feed = (cache.is_some()
+            && config.response_cache_recheck_ms > 0
+            && store.backend() == Backend::Postgres)
+            .then(|| {
+                Arc::new(FeedReading {
+                    recheck: Duration::from_millis(config.response_cache_recheck_ms),
+                    started: Mutex::new(None),
+                })
+            });
+        ResponseCache { cache, store, feed }
+    }
+
+    /// Reads the feed of data changes once, then every half `response_cache_recheck_ms` on a
+    /// task, on a connection of its own, and drops the answers holding the kinds it names, until
+    /// this cache is dropped; abort the task to stop sooner. `None` when writes of other
+    /// processes are not followed. Nothing cached is used until a reading succeeds.
+    pub async fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let reading: Weak<FeedReading> = Arc::downgrade(self.feed.as_ref()?);
+        let every = self.feed.as_ref()?.recheck / 2;
+        let store = self.store.clone();
+        let mut feed = read_feed(&store, &reading, ChangeFeed::new(store.clone())).await?;
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match read_feed(&store, &reading, feed).await {
+                    Some(f) => feed = f,
+                    None => return,
+                }
+            }
+        }))
     }
 
     /// Take before executing, so that a write during execution makes the answer stale.
@@ -148,6 +215,11 @@ impl ResponseCache {
     /// A fresh answer and the partners whose records it holds.
     pub async fn get(&self, key: &str) -> Option<Hit> {
         let cache = self.cache.as_ref()?;
+        if let Some(feed) = &self.feed {
+            if !feed.recent(Instant::now()) {
+                return None;
+            }
+        }
         let entry = cache.get(key).await?;
         if self.fresh(&entry.snapshot) {
             Some(entry.hit.clone())
@@ -185,6 +257,33 @@ impl ResponseCache {
     pub fn invalidate(&self, kinds: impl IntoIterator<Item = EntityKind>) {
         self.store.write_log().written(kinds);
     }
+}
+
+/// Reads `feed` once on the blocking pool, drops what it names and records the reading; the feed
+/// back, or `None` once the cache is gone.
+async fn read_feed(
+    store: &Store,
+    reading: &Weak<FeedReading>,
+    mut feed: ChangeFeed,
+) -> Option<ChangeFeed> {
+    let reading = reading.upgrade()?;
+    let started = Instant::now();
+    let (feed, changed) = tokio::task::spawn_blocking(move || {
+        let changed = feed.poll();
+        (feed, changed)
+    })
+    .await
+    .ok()?;
+    match changed {
+        Ok(Changed::Kinds(kinds)) => store.write_log().written(kinds),
+        Ok(Changed::Everything) => store.write_log().written(EntityKind::ALL),
+        Err(e) => {
+            tracing::debug!(error = %e.message(), "could not read the data changes");
+            return Some(feed);
+        }
+    }
+    reading.record(started);
+    Some(feed)
 }
 
 /// A strong validator for a response body.
@@ -231,6 +330,23 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             client_id: None,
         }
+    }
+
+    #[test]
+    fn only_a_recent_reading_of_the_feed_is_relied_on() {
+        let feed = FeedReading {
+            recheck: Duration::from_millis(500),
+            started: Mutex::new(None),
+        };
+        let t = Instant::now();
+        assert!(!feed.recent(t), "never read");
+        feed.record(t);
+        assert!(feed.recent(t + Duration::from_millis(499)));
+        assert!(!feed.recent(t + Duration::from_millis(500)), "too old");
+        // A reading that started earlier but ended later does not replace a later one.
+        feed.record(t + Duration::from_millis(400));
+        feed.record(t + Duration::from_millis(100));
+        assert!(feed.recent(t + Duration::from_millis(899)));
     }
 
     #[test]

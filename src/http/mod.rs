@@ -141,8 +141,10 @@ pub async fn serve_app(
     }
     // Checked sessions are relied on only while this watch reads the counter of auth changes.
     let sessions = app.sessions.watch();
+    // Cached answers are used only while this watch reads the feed of data changes.
+    let changes = app.response_cache.watch().await;
     let served = serve_router(router, grace, listener, shutdown).await;
-    if let Some(watch) = sessions {
+    for watch in [sessions, changes].into_iter().flatten() {
         watch.abort();
     }
     if tokio::time::timeout(grace.max(Duration::from_secs(1)), scheduler.stop())

@@ -119,11 +119,17 @@ impl Instrumentation for CountStatements {
 pub struct Manager {
     url: DatabaseUrl,
     statements: Arc<StatementCounter>,
+    /// The store's writer tag (`storage::changes`), set on each PostgreSQL connection.
+    writer: Arc<str>,
 }
 
 impl Manager {
-    pub fn new(url: DatabaseUrl, statements: Arc<StatementCounter>) -> Self {
-        Self { url, statements }
+    pub fn new(url: DatabaseUrl, statements: Arc<StatementCounter>, writer: Arc<str>) -> Self {
+        Self {
+            url,
+            statements,
+            writer,
+        }
     }
 }
 
@@ -149,7 +155,12 @@ impl ManageConnection for Manager {
                 // values looks cheaper than the generic one; both read the same index, and the
                 // planning was two thirds of the statement's time. Generic plans are made once
                 // per connection. README, Benchmarks, has the measurement.
-                c.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+                // The writer tag: the feed of data changes tells this store's own writes (which
+                // invalidate its caches as they commit) from everyone else's. Hexadecimal.
+                c.batch_execute(&format!(
+                    "SET plan_cache_mode = force_generic_plan; SET passerelle.writer = '{}'",
+                    self.writer
+                ))?;
                 AnyConnection::Postgresql(c)
             }
             Backend::Sqlite => {

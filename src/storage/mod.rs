@@ -5,6 +5,7 @@
 //! the async workers. Migrations for each backend live in `migrations/<backend>/` and are embedded
 //! in the binary.
 
+pub mod changes;
 mod connection;
 pub mod persisted;
 pub mod queries;
@@ -106,6 +107,8 @@ pub struct Store {
     slots: Arc<tokio::sync::Semaphore>,
     slot_wait: Duration,
     url: DatabaseUrl,
+    /// Tags this store's PostgreSQL connections ([`changes`]).
+    writer: Arc<str>,
 }
 
 /// A background task's connection of its own, outside the pool ([`Store::side_connection`] or
@@ -174,7 +177,9 @@ impl Store {
     /// reached.
     pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<Self> {
         let statements = Arc::new(StatementCounter::default());
-        let manager = Manager::new(url.clone(), statements.clone());
+        // Random, so that two stores (two replicas, or a replica and the CLI) never share one.
+        let writer: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let manager = Manager::new(url.clone(), statements.clone(), writer.clone());
         let max = match url.backend() {
             // One writer at a time in SQLite; readers share the rest.
             Backend::Sqlite => options.max_connections.clamp(1, 8),
@@ -197,6 +202,7 @@ impl Store {
             slots: Arc::new(tokio::sync::Semaphore::new(max as usize)),
             slot_wait: options.connect_timeout,
             url: url.clone(),
+            writer,
         })
     }
 
@@ -209,7 +215,7 @@ impl Store {
     /// and often: it never waits behind requests for a slot, and its statements are not
     /// counted as theirs. Not for an in-memory database ([`Store::in_memory`]).
     pub fn side_connection(&self) -> Result<AnyConnection> {
-        Manager::new(self.url.clone(), Arc::default())
+        Manager::new(self.url.clone(), Arc::default(), self.writer.clone())
             .connect()
             .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))
     }
@@ -231,6 +237,11 @@ impl Store {
         .map_err(|e| Error::Unavailable(format!("cannot set up the audit connection: {e}")))?;
         conn.set_instrumentation(connection::CountStatements(self.statements.clone()));
         Ok(conn)
+    }
+
+    /// The tag of this store's writes in the feed of data changes ([`changes`]).
+    pub fn writer_tag(&self) -> &str {
+        &self.writer
     }
 
     pub fn backend(&self) -> Backend {

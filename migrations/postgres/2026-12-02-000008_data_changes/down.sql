@@ -1,0 +1,10 @@
+DROP TRIGGER partnership_members_data_changed ON partnership_members;
+DROP TRIGGER partnerships_data_changed ON partnerships;
+DROP TRIGGER outcome_disaggregations_data_changed ON outcome_disaggregations;
+DROP TRIGGER outcomes_data_changed ON outcomes;
+DROP TRIGGER action_places_data_changed ON action_places;
+DROP TRIGGER action_themes_data_changed ON action_themes;
+DROP TRIGGER actions_data_changed ON actions;
+DROP TRIGGER actors_data_changed ON actors;
+DROP TRIGGER partners_data_changed ON partners;
+DROP FUNCTION data_changed();
