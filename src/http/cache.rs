@@ -4,11 +4,12 @@
 //! fingerprint: the row filter (which rows it may read) and its sorted scopes. Two callers that
 //! may see different rows never share an entry; two that may see the same rows do. An entry
 //! remembers the write generations of the kinds of record it holds and is dropped once a write
-//! moved any of them (`invalidate`). Writes by other processes (another replica, the CLI, psql)
-//! come from the feed of data changes ([`crate::storage::changes`]), read every half
-//! `response_cache_recheck_ms` by [`ResponseCache::watch`] (PostgreSQL only); answers are served from the cache only
-//! while its latest reading started less than `response_cache_recheck_ms` ago, so such a write
-//! shows within that, and at once when the feed cannot be read (nothing cached is used).
+//! moved any of them (`invalidate`). On PostgreSQL, writes by other writers (another replica,
+//! the CLI, psql) come from the feed of data changes ([`crate::storage::changes`]), read every
+//! half `response_cache_recheck_ms` by [`ResponseCache::watch`]; answers are served from the
+//! cache only while its latest reading started less than `response_cache_recheck_ms` ago, so
+//! such a write shows within that, and at once while the feed cannot be read (nothing cached is
+//! used then).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, Weak};
