@@ -240,7 +240,15 @@ impl Error {
 
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
-        Error::internal(e)
+        use diesel::result::{DatabaseErrorKind, Error as Diesel};
+        match e {
+            // The server closed the connection (a restart): the pool replaces it; worth a retry.
+            Diesel::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                tracing::warn!(error = %e, "the database closed a connection");
+                Error::Unavailable("the database connection was lost; try again shortly".into())
+            }
+            e => Error::internal(e),
+        }
     }
 }
 

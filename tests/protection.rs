@@ -457,3 +457,59 @@ async fn serve_demo_opens_introspection() {
         "INTROSPECTION_DISABLED"
     );
 }
+
+/// PostgreSQL closes every connection of the app (as a restart does): the next requests are
+/// answered, an authenticated one (audited on a connection of its own) included, because a
+/// connection the server closed is replaced before use rather than failing the request that
+/// draws it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_the_server_are_replaced() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    app.seed().await;
+    let token = app.token("caravan", "read").await;
+    let query = "{ actions(first: 5) { nodes { title } } }";
+    // Several requests at once, so the pool holds several connections.
+    let answered = || async {
+        let (a, b, c, d) = tokio::join!(
+            app.graphql_as(&token, query, json!({})),
+            app.graphql_as(&token, query, json!({})),
+            app.graphql_as(&token, query, json!({})),
+            app.graphql_as(&token, query, json!({})),
+        );
+        [a, b, c, d]
+    };
+    for body in answered().await {
+        assert!(body["data"]["actions"]["nodes"].is_array(), "{body}");
+    }
+    let url = app.database_url.clone();
+    let closed: i64 = tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, QueryableByName, RunQueryDsl};
+        #[derive(QueryableByName)]
+        struct Closed {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = diesel::PgConnection::establish(&url).unwrap();
+        // Waits (up to 5 s each) until each backend is gone.
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity, \
+             LATERAL pg_terminate_backend(pid, 5000) AS done \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND done",
+        )
+        .get_result::<Closed>(&mut c)
+        .unwrap()
+        .n
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed >= 3,
+        "pool, audit and watch connections closed: {closed}"
+    );
+    for body in answered().await {
+        assert!(body.get("errors").is_none(), "{body}");
+        assert!(body["data"]["actions"]["nodes"].is_array(), "{body}");
+    }
+}

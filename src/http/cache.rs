@@ -279,7 +279,7 @@ async fn read_feed(
         Ok(Changed::Kinds(kinds)) => store.write_log().written(kinds),
         Ok(Changed::Everything) => store.write_log().written(EntityKind::ALL),
         Err(e) => {
-            tracing::debug!(error = %e.message(), "could not read the data changes");
+            tracing::debug!(error = ?e, "could not read the data changes");
             return Some(feed);
         }
     }

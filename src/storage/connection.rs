@@ -178,12 +178,38 @@ impl ManageConnection for Manager {
         Ok(conn)
     }
 
+    /// At checkout: no round trip (a ping per checkout would double a request's statements),
+    /// only whether the server has closed the connection ([`is_alive`]).
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ManagerError> {
-        conn.ping().map_err(ManagerError::Query)
+        if is_alive(conn) {
+            Ok(())
+        } else {
+            Err(ManagerError::Query(
+                diesel::result::Error::BrokenTransactionManager,
+            ))
+        }
     }
 
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        conn.is_broken()
+        conn.is_broken() || !is_alive(conn)
+    }
+}
+
+/// Whether a connection is still open as far as can be told without a round trip. On PostgreSQL,
+/// libpq reads whatever the server sent without waiting (`PQconsumeInput`): after a restart or
+/// `pg_terminate_backend` that is an error and the end of the stream, and the connection is
+/// dead. Otherwise every connection the pool held before a PostgreSQL restart failed each request
+/// that drew it, for as long as the pool kept it. A SQLite connection is a file: always alive.
+/// Pooled connections do not `LISTEN`, so no notification is lost by reading.
+pub fn is_alive(conn: &mut AnyConnection) -> bool {
+    match conn {
+        // Twice: a server that closes first sends why (`FATAL: terminating connection`), which
+        // one read takes without an error; the end of the stream comes with the next.
+        AnyConnection::Postgresql(c) => (0..2).all(|_| {
+            let mut notifications = c.notifications_iter();
+            !matches!(notifications.next(), Some(Err(_)))
+        }),
+        AnyConnection::Sqlite(_) => true,
     }
 }
 

@@ -132,8 +132,15 @@ impl OwnConnection {
     /// Runs blocking database work on it, on this thread: for a thread of its own, never on
     /// the runtime's.
     pub fn run_here<T>(&mut self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        // A connection the server closed meanwhile (a restart) is opened again before use.
         let mut conn = match self.conn.take() {
-            Some(c) => c,
+            Some(mut c) => {
+                if connection::is_alive(&mut c) {
+                    c
+                } else {
+                    (self.open)(&self.store)?
+                }
+            }
             None => (self.open)(&self.store)?,
         };
         let result = f(&mut conn);
@@ -188,9 +195,9 @@ impl Store {
         let pool = Pool::builder()
             .max_size(max)
             .min_idle(Some(1))
-            // A broken connection is noticed by `has_broken`; a ping per checkout would double
-            // the statements of every request.
-            .test_on_check_out(false)
+            // Checked without a round trip (`connection::is_alive`): a connection the server
+            // closed (a restart) is replaced before a request uses it.
+            .test_on_check_out(true)
             .connection_timeout(options.connect_timeout)
             .build(manager)
             .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))?;
