@@ -190,8 +190,10 @@ impl ManageConnection for Manager {
         }
     }
 
+    /// Not [`is_alive`] here too: the checkout after this one checks it, and a request's
+    /// hot path would pay for it twice.
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        conn.is_broken() || !is_alive(conn)
+        conn.is_broken()
     }
 }
 
