@@ -296,10 +296,57 @@ async fn every_record_type_can_be_pushed_and_retired(app: TestApp) {
     assert_eq!(left["data"]["actors"]["totalCount"], 0, "{left:#}");
 }
 
+/// Writes racing each other all land: distinct records each once, and a record written by
+/// several at once created by one and found unchanged by the others. On SQLite, a write
+/// transaction that read before another one committed must not fail for it.
+async fn concurrent_writes_all_land(app: TestApp) {
+    app.seed().await;
+    let caravan = partner("caravan", &["read", "write"]);
+    let before = count_actions(&app, &caravan).await;
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        // Half distinct ids, half the same one.
+        let id = if i % 2 == 0 {
+            format!("race-{i}")
+        } else {
+            "race-same".to_owned()
+        };
+        let (app, caravan) = (app.app.clone(), caravan.clone());
+        writes.spawn(async move {
+            let context = passerelle::graphql::RequestContext::new(
+                caravan,
+                app.store.clone(),
+                app.page_limits(),
+            );
+            let request = async_graphql::Request::new(UPSERT_ACTION)
+                .variables(async_graphql::Variables::from_json(
+                    json!({ "input": workshop(&id, "Atelier en course") }),
+                ))
+                .data(context);
+            serde_json::to_value(app.schema.execute(request).await).unwrap()
+        });
+    }
+    let mut effects = Vec::new();
+    while let Some(done) = writes.join_next().await {
+        let body = done.unwrap();
+        assert!(body.get("errors").is_none(), "{body:#}");
+        effects.push(
+            body["data"]["upsertAction"]["effect"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let created = effects.iter().filter(|e| *e == "CREATED").count();
+    assert_eq!(created, 13, "{effects:?}");
+    assert_eq!(count_actions(&app, &caravan).await, before + 13);
+}
+
 backend_tests!(
     a_retried_create_never_duplicates,
     retiring_hides_the_record_and_is_idempotent,
     writes_need_a_partner_and_the_write_scope,
     invalid_input_is_reported_field_by_field_and_nothing_is_written,
     every_record_type_can_be_pushed_and_retired,
+    concurrent_writes_all_land,
 );

@@ -121,7 +121,7 @@ pub fn seal_plaintext_keys(conn: &mut AnyConnection, cipher: &KeyCipher) -> Resu
     if !cipher.encrypts() {
         return Ok(0);
     }
-    conn.transaction(|conn| {
+    crate::storage::write_transaction(conn, |conn| {
         let rows: Vec<(String, String)> = signing_keys::table
             .select((signing_keys::kid, signing_keys::private_key))
             .load(conn)?;
@@ -203,7 +203,7 @@ fn insert_key(conn: &mut AnyConnection, cipher: &KeyCipher, now: i64) -> Result<
 /// Adds a new signing key and retires the others, atomically. Returns the new `kid`.
 pub fn rotate(conn: &mut AnyConnection, cipher: &KeyCipher) -> Result<String> {
     let now = unix_now();
-    conn.transaction(|conn| {
+    crate::storage::write_transaction(conn, |conn| {
         diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
             .set(signing_keys::retired_at.eq(now))
             .execute(conn)?;
@@ -213,7 +213,7 @@ pub fn rotate(conn: &mut AnyConnection, cipher: &KeyCipher) -> Result<String> {
 
 /// Creates a signing key when none is active (first start). Returns whether it did.
 pub fn ensure_signing_key(conn: &mut AnyConnection, cipher: &KeyCipher) -> Result<bool> {
-    conn.transaction(|conn| {
+    crate::storage::write_transaction(conn, |conn| {
         let active: i64 = signing_keys::table
             .filter(signing_keys::retired_at.is_null())
             .count()

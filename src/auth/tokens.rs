@@ -220,7 +220,7 @@ pub fn still_valid(conn: &mut AnyConnection, claims: &Claims) -> Result<Option<C
 
 /// Records `claims`' token as revoked until it expires; purges revocations of expired tokens.
 pub fn revoke(conn: &mut AnyConnection, claims: &Claims) -> Result<()> {
-    conn.transaction(|conn| {
+    crate::storage::write_transaction(conn, |conn| {
         diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(unix_now())))
             .execute(conn)?;
         let known: i64 = revoked_tokens::table

@@ -218,7 +218,7 @@ async fn pass(
         let (p, next, lease) = (partner.clone(), page.cursor.clone(), lease.clone());
         let written: ImportReport = store
             .run(move |c| {
-                c.transaction(|c| {
+                crate::storage::write_transaction(c, |c| {
                     if let Some((holder, ttl_ms)) = &lease {
                         if !lease::renew(c, &p, holder, lease::now_ms(), *ttl_ms)? {
                             return Err(Error::Unavailable(format!(

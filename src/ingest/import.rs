@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 
-use diesel::Connection;
 use serde::Serialize;
 
 use super::format::{self, DomainRecord};
@@ -279,7 +278,7 @@ pub fn write_all(
     now: &str,
     mut progress: impl FnMut(usize),
 ) -> Result<ImportReport> {
-    conn.transaction(|c| {
+    crate::storage::write_transaction(conn, |c| {
         let mut report = ImportReport::default();
         let mut errors = Vec::new();
         for (i, row) in rows.iter().enumerate() {

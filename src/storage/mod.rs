@@ -172,6 +172,55 @@ impl OwnConnection {
     }
 }
 
+/// Runs `f` in a transaction that writes, committed if it returns `Ok`, rolled back otherwise.
+///
+/// On SQLite it takes the write lock as it begins (`BEGIN IMMEDIATE`), waiting its turn behind
+/// other writers (`busy_timeout`). A transaction begun as a plain `BEGIN` that reads before it
+/// writes fails at its first write, at once, whenever another writer committed since its read
+/// began (WAL mode's `SQLITE_BUSY_SNAPSHOT`): two clients writing at the same moment got an
+/// internal error. On PostgreSQL, `BEGIN`: rows are locked as they are written.
+pub fn write_transaction<T, E>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    fn on_sqlite(
+        conn: &mut AnyConnection,
+        step: impl FnOnce(&mut diesel::SqliteConnection) -> diesel::QueryResult<()>,
+    ) -> diesel::QueryResult<()> {
+        match conn {
+            AnyConnection::Sqlite(c) => step(c),
+            AnyConnection::Postgresql(_) => Ok(()),
+        }
+    }
+    // Nested in another transaction (a savepoint), or on PostgreSQL: diesel's own.
+    let outermost_on_sqlite = match conn {
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+            .transaction_depth()?
+            .is_none(),
+        AnyConnection::Postgresql(_) => false,
+    };
+    if !outermost_on_sqlite {
+        return conn.transaction(f);
+    }
+    on_sqlite(conn, |c| {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+    })?;
+    match f(conn) {
+        Ok(value) => {
+            on_sqlite(conn, AnsiTransactionManager::commit_transaction)?;
+            Ok(value)
+        }
+        Err(e) => {
+            on_sqlite(conn, AnsiTransactionManager::rollback_transaction)?;
+            Err(e)
+        }
+    }
+}
+
 /// Pool settings, from `Config`.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {

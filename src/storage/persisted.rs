@@ -50,7 +50,7 @@ pub fn register(conn: &mut AnyConnection, query: &StoredQuery) -> Result<()> {
 /// Writes a trusted document: created, updated (body or name changed, or it was only an
 /// automatic persisted query so far) or unchanged.
 pub fn put_trusted(conn: &mut AnyConnection, query: &StoredQuery) -> Result<WriteEffect> {
-    conn.transaction(|c| match find(c, &query.id)? {
+    crate::storage::write_transaction(conn, |c| match find(c, &query.id)? {
         None => {
             diesel::insert_into(persisted_queries::table)
                 .values(StoredQuery {

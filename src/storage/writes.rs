@@ -67,7 +67,7 @@ fn in_transaction<T>(
     conn: &mut AnyConnection,
     mut f: impl FnMut(&mut AnyConnection) -> Result<T>,
 ) -> Result<T> {
-    match conn.transaction(&mut f) {
+    match crate::storage::write_transaction(conn, &mut f) {
         Err(Error::Internal(e))
             if matches!(
                 e.downcast_ref::<DieselError>(),
@@ -77,7 +77,7 @@ fn in_transaction<T>(
                 ))
             ) =>
         {
-            conn.transaction(f)
+            crate::storage::write_transaction(conn, f)
         }
         other => other,
     }
@@ -491,7 +491,7 @@ pub fn insert_synthetic(
     for p in &batch.partnerships {
         check::validate_partnership(p)?;
     }
-    conn.transaction(|c| {
+    crate::storage::write_transaction(conn, |c| {
         let exists: i64 = partners::table
             .filter(partners::id.eq(&batch.partner.id))
             .count()
@@ -632,7 +632,7 @@ macro_rules! retire {
             id: &str,
             now: &str,
         ) -> Result<RetireEffect> {
-            conn.transaction(|c| {
+            crate::storage::write_transaction(conn, |c| {
                 let existing: Option<(String, Option<String>)> = $table::table
                     .find(id)
                     .select(($table::owner_partner_id, $table::retired_at))

@@ -200,7 +200,7 @@ impl TestApp {
     pub async fn seed(&self) -> passerelle::domain::seed::LoadReport {
         passerelle::domain::seed::load_demo(&self.app.store, passerelle::app::now())
             .await
-            .map_err(|e| e.message())
+            .map_err(|e| format!("{e:?}"))
             .unwrap()
     }
 
