@@ -440,6 +440,104 @@ async fn writes_elsewhere_reach_every_replicas_cache() {
     drop(other);
 }
 
+/// On SQLite, one process serves the file, and another may write into it: `passerelle import`
+/// from the command line, or sqlite3. The serving process's cache follows those writes within
+/// `response_cache_recheck_ms`, kind by kind.
+#[tokio::test]
+async fn writes_from_another_process_reach_the_cache_on_sqlite() {
+    let app = TestApp::spawn(common::Backend::Sqlite).await.unwrap();
+    app.seed().await;
+    let titles = |b: &Value| -> Vec<String> {
+        b["data"]["actions"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for query in [CARAVAN_ACTIONS, PARTNERS] {
+        as_viewer(&app, "", query).await;
+        assert!(as_viewer(&app, "", query).await.0, "cached: {query}");
+    }
+    let log = app.app.store.write_log();
+    let partners = log.generation(EntityKind::Partner);
+    let store = &app.app.store;
+    let actions_moved = |since: u64| {
+        common::within(common::RECHECK_BOUND, move || async move {
+            store.write_log().generation(EntityKind::Action) != since
+        })
+    };
+
+    // The process's own write invalidates as it commits, once: the feed leaves it out.
+    let before = log.generation(EntityKind::Action);
+    let put = json!({
+        "query": "mutation { upsertAction(input: { id: \"own-1\", kind: WORKSHOP, title: \"Atelier maison\", visibility: PUBLIC }) { effect } }"
+    });
+    let writer = "partner=caravan; scopes=read,write";
+    let (status, _, body) = app.post_json(&put, &[(TEST_VIEWER, writer)]).await;
+    assert_eq!(
+        body["data"]["upsertAction"]["effect"], "CREATED",
+        "{status} {body}"
+    );
+    assert_eq!(log.generation(EntityKind::Action), before + 1);
+    let written = std::time::Instant::now();
+    common::within(common::RECHECK_BOUND, || async {
+        app.app.response_cache.feed_read_since(written)
+    })
+    .await
+    .expect("the feed is read");
+    assert_eq!(
+        log.generation(EntityKind::Action),
+        before + 1,
+        "the feed leaves the process's own write out"
+    );
+
+    // The CLI, in a process of its own, imports an action.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.ndjson");
+    std::fs::write(
+        &file,
+        r#"{"type":"action","id":"from-cli","kind":"WORKSHOP","title":"Atelier de la ligne de commande","visibility":"PUBLIC"}"#,
+    )
+    .unwrap();
+    let mut import = common::passerelle(&app.database_url);
+    import.args(["import", "--partner", "caravan"]).arg(&file);
+    let before = log.generation(EntityKind::Action);
+    let out = tokio::task::spawn_blocking(move || import.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The feed drops the cached answers holding actions, and only those.
+    let took = actions_moved(before)
+        .await
+        .expect("the feed tells the serving process that actions were written");
+    eprintln!("the import reached the cache after {took:?}");
+    assert_eq!(log.generation(EntityKind::Partner), partners);
+    assert!(titles(&as_viewer(&app, "", CARAVAN_ACTIONS).await.1)
+        .contains(&"Atelier de la ligne de commande".to_owned()));
+
+    // sqlite3, or any other connection to the file.
+    let path = app.database_url.trim_start_matches("sqlite://").to_owned();
+    let before = log.generation(EntityKind::Action);
+    tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        let mut c = diesel::SqliteConnection::establish(&path).unwrap();
+        diesel::sql_query(
+            "UPDATE actions SET title = 'Renommé dans sqlite3' WHERE id = 'from-cli'",
+        )
+        .execute(&mut c)
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    actions_moved(before)
+        .await
+        .expect("the feed tells the serving process that actions were written");
+    assert!(titles(&as_viewer(&app, "", CARAVAN_ACTIONS).await.1)
+        .contains(&"Renommé dans sqlite3".to_owned()));
+    assert_eq!(log.generation(EntityKind::Partner), partners);
+}
+
 backend_tests!(
     answers_keep_the_documents_field_order,
     content_negotiation_and_status_codes,

@@ -4,8 +4,8 @@
 //! fingerprint: the row filter (which rows it may read) and its sorted scopes. Two callers that
 //! may see different rows never share an entry; two that may see the same rows do. An entry
 //! remembers the write generations of the kinds of record it holds and is dropped once a write
-//! moved any of them (`invalidate`). On PostgreSQL, writes by other writers (another replica,
-//! the CLI, psql) come from the feed of data changes ([`crate::storage::changes`]), read every
+//! moved any of them (`invalidate`). Writes by other writers (another replica, the CLI, psql or
+//! sqlite3) come from the feed of data changes ([`crate::storage::changes`]), read every
 //! half `response_cache_recheck_ms` by [`ResponseCache::watch`]; answers are served from the
 //! cache only while its latest reading started less than `response_cache_recheck_ms` ago, so
 //! such a write shows within that, and at once while the feed cannot be read (nothing cached is
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::domain::{RowFilter, Viewer};
 use crate::storage::changes::{ChangeFeed, Changed};
-use crate::storage::{Backend, EntityKind, Store};
+use crate::storage::{EntityKind, Store};
 
 /// What the caller may see, as a short stable string.
 pub fn fingerprint(viewer: &Viewer) -> String {
@@ -127,9 +127,8 @@ pub struct Hit {
 pub struct ResponseCache {
     cache: Option<Cache<String, Arc<Entry>>>,
     store: Store,
-    /// `None` when other processes' writes are not followed: the cache is off,
-    /// `response_cache_recheck_ms = 0`, or SQLite (one process serves a file; see
-    /// [`crate::storage::changes`]).
+    /// `None` when other writers' writes are not followed: the cache is off,
+    /// `response_cache_recheck_ms = 0`, or the database is in memory (no other writer).
     feed: Option<Arc<FeedReading>>,
 }
 
@@ -167,9 +166,9 @@ impl ResponseCache {
                 .time_to_live(Duration::from_secs(config.response_cache_ttl_secs.max(1)))
                 .build()
         });
-        let feed = (cache.is_some()
-            && config.response_cache_recheck_ms > 0
-            && store.backend() == Backend::Postgres)
+        // An in-memory database has no other writer (and a connection of the feed's own would
+        // open another, empty one).
+        let feed = (cache.is_some() && config.response_cache_recheck_ms > 0 && !store.in_memory())
             .then(|| {
                 Arc::new(FeedReading {
                     recheck: Duration::from_millis(config.response_cache_recheck_ms),
@@ -181,8 +180,8 @@ impl ResponseCache {
 
     /// Reads the feed of data changes once, then every half `response_cache_recheck_ms` on a
     /// task, on a connection of its own, and drops the answers holding the kinds it names, until
-    /// this cache is dropped; abort the task to stop sooner. `None` when writes of other
-    /// processes are not followed. Nothing cached is used until a reading succeeds.
+    /// this cache is dropped; abort the task to stop sooner. `None` when other
+    /// writers' writes are not followed. Nothing cached is used until a reading succeeds.
     pub async fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
         let reading: Weak<FeedReading> = Arc::downgrade(self.feed.as_ref()?);
         let every = self.feed.as_ref()?.recheck / 2;
@@ -200,6 +199,16 @@ impl ResponseCache {
                 }
             }
         }))
+    }
+
+    /// Whether a reading of the feed that started at `since` or later has been applied: every
+    /// write committed before `since` has then reached this cache. `false` when the feed is
+    /// off.
+    pub fn feed_read_since(&self, since: Instant) -> bool {
+        self.feed
+            .as_ref()
+            .and_then(|f| f.started.lock().ok().and_then(|s| *s))
+            .is_some_and(|started| started >= since)
     }
 
     /// Take before executing, so that a write during execution makes the answer stale.

@@ -171,6 +171,8 @@ impl ManageConnection for Manager {
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )?;
+                // Its writes told from other writers' by the feed of data changes.
+                super::changes::tag_own_writes(&mut c, &self.writer)?;
                 AnyConnection::Sqlite(c)
             }
         };

@@ -241,9 +241,18 @@ impl Store {
             Backend::Sqlite => options.max_connections.clamp(1, 8),
             Backend::Postgres => options.max_connections.max(1),
         };
+        // On a SQLite file, no pooled connection is opened before `migrate`: each then counts
+        // its own writes from the start (`changes::tag_own_writes` needs the migrated table).
+        // One is opened and closed now, to fail fast.
+        let sqlite_file = url.backend() == Backend::Sqlite && url.target() != ":memory:";
+        if sqlite_file {
+            manager
+                .connect()
+                .map_err(|e| Error::Unavailable(format!("cannot open the database: {e}")))?;
+        }
         let pool = Pool::builder()
             .max_size(max)
-            .min_idle(Some(1))
+            .min_idle(Some(u32::from(!sqlite_file)))
             // Checked without a round trip (`connection::is_alive`): a connection the server
             // closed (a restart) is replaced before a request uses it.
             .test_on_check_out(true)
@@ -341,11 +350,17 @@ impl Store {
 
     /// Applies pending migrations; returns how many ran.
     pub async fn migrate(&self) -> Result<usize> {
-        self.run(|conn| {
+        let writer = self.writer.clone();
+        self.run(move |conn| {
             let applied = match conn {
-                AnyConnection::Sqlite(c) => {
-                    c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
-                }
+                AnyConnection::Sqlite(c) => c
+                    .run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map(|v| v.len())
+                    .and_then(|applied| {
+                        // This connection may predate the table its own writes are counted in.
+                        changes::tag_own_writes(c, &writer)?;
+                        Ok(applied)
+                    }),
                 AnyConnection::Postgresql(c) => c
                     .run_pending_migrations(POSTGRES_MIGRATIONS)
                     .map(|v| v.len()),
