@@ -77,9 +77,12 @@ async fn shows(app: &TestApp, token: &str) -> bool {
 /// once per request.
 async fn a_checked_session_is_remembered(app: TestApp) {
     app.seed().await;
+    // Rechecked every 30 s: a machine too busy to read the counter in time (which makes a
+    // request check its session, as it should) cannot get in the way here.
+    let remembered = app.spawn_beside(|c| c.session_recheck_ms = 60_000).await;
     let every_time = app.spawn_beside(|c| c.session_recheck_ms = 0).await;
     let mut again = Vec::new();
-    for replica in [&app, &every_time] {
+    for replica in [&remembered, &every_time] {
         let token = replica.token("caravan", "read").await;
         cost(replica, &token).await;
         again.push(cost(replica, &token).await);
