@@ -14,13 +14,14 @@
 //! each request checks the database, as with `session_recheck_ms = 0`.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 
 use super::clients::Client;
 use crate::error::Result;
+use crate::storage::reading::LatestReading;
 use crate::storage::schema::auth_changes;
 use crate::storage::{AnyConnection, OwnConnection, Store};
 
@@ -39,13 +40,6 @@ pub fn counter(conn: &mut AnyConnection) -> Result<i64> {
     Ok(auth_changes::table.select(auth_changes::n).first(conn)?)
 }
 
-/// The counter's latest reading, and when that read started.
-#[derive(Clone, Copy)]
-struct Reading {
-    counter: i64,
-    started: Instant,
-}
-
 /// Remembered sessions by token id and day. Cheap to clone.
 #[derive(Clone)]
 pub struct Sessions(Arc<Inner>);
@@ -53,8 +47,8 @@ pub struct Sessions(Arc<Inner>);
 struct Inner {
     /// `None` when nothing is remembered (`session_recheck_ms = 0`).
     cache: Option<moka::future::Cache<(String, String), Arc<Session>>>,
-    reading: Mutex<Option<Reading>>,
-    recheck: Duration,
+    /// The counter's latest reading.
+    reading: LatestReading<i64>,
     store: Store,
 }
 
@@ -69,16 +63,14 @@ impl Sessions {
         });
         Sessions(Arc::new(Inner {
             cache,
-            reading: Mutex::new(None),
-            recheck,
+            reading: LatestReading::new(recheck),
             store,
         }))
     }
 
     /// The counter, if its latest reading is recent enough to rely on.
     fn counter_now(&self) -> Option<i64> {
-        let reading = *self.0.reading.lock().ok()?;
-        relied_on(reading, self.0.recheck, Instant::now())
+        self.0.reading.relied_on(Instant::now())
     }
 
     /// The session checked for token `jti` on `day`, if nothing has changed since.
@@ -124,25 +116,13 @@ impl Sessions {
         }
         let started = Instant::now();
         match self.0.store.run(counter).await {
-            Ok(counter) => self.record(Reading { counter, started }),
+            Ok(counter) => self.0.reading.record(started, counter),
             Err(e) => {
                 tracing::warn!(error = %e.message(), "could not read auth_changes after a change");
                 // A reading that started now, of a value the counter never takes: it matches
                 // no session remembered before, and no slower read that started earlier
                 // replaces it.
-                self.record(Reading {
-                    counter: -1,
-                    started,
-                });
-            }
-        }
-    }
-
-    /// Keeps `reading` unless a read that started later was recorded first.
-    fn record(&self, reading: Reading) {
-        if let Ok(mut latest) = self.0.reading.lock() {
-            if latest.is_none_or(|r| r.started < reading.started) {
-                *latest = Some(reading);
+                self.0.reading.record(started, -1);
             }
         }
     }
@@ -156,7 +136,7 @@ impl Sessions {
         if self.0.store.in_memory() {
             return None;
         }
-        let every = self.0.recheck / 2;
+        let every = self.0.reading.recheck() / 2;
         let weak: Weak<Inner> = Arc::downgrade(&self.0);
         // A connection that failed is dropped, and opened again at the next tick.
         let mut conn = OwnConnection::new(self.0.store.clone(), Store::side_connection);
@@ -169,39 +149,12 @@ impl Sessions {
                 let sessions = Sessions(inner);
                 let started = Instant::now();
                 match conn.run(counter).await {
-                    Ok(counter) => sessions.record(Reading { counter, started }),
+                    Ok(counter) => sessions.0.reading.record(started, counter),
                     Err(e) => {
                         tracing::debug!(error = %e.message(), "could not read auth_changes");
                     }
                 }
             }
         }))
-    }
-}
-
-/// A reading's counter, if the read started less than `recheck` before `now`.
-fn relied_on(reading: Option<Reading>, recheck: Duration, now: Instant) -> Option<i64> {
-    let r = reading?;
-    (now.saturating_duration_since(r.started) < recheck).then_some(r.counter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_recent_reading_is_relied_on() {
-        let recheck = Duration::from_millis(500);
-        let started = Instant::now();
-        let reading = Some(Reading {
-            counter: 7,
-            started,
-        });
-        assert_eq!(relied_on(None, recheck, started), None, "never read");
-        assert_eq!(relied_on(reading, recheck, started), Some(7));
-        let later = started + Duration::from_millis(499);
-        assert_eq!(relied_on(reading, recheck, later), Some(7));
-        let too_late = started + recheck;
-        assert_eq!(relied_on(reading, recheck, too_late), None);
     }
 }

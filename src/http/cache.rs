@@ -12,7 +12,7 @@
 //! used then).
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::domain::{RowFilter, Viewer};
 use crate::storage::changes::{ChangeFeed, Changed};
+use crate::storage::reading::LatestReading;
 use crate::storage::{EntityKind, Store};
 
 /// What the caller may see, as a short stable string.
@@ -129,33 +130,7 @@ pub struct ResponseCache {
     store: Store,
     /// `None` when other writers' writes are not followed: the cache is off,
     /// `response_cache_recheck_ms = 0`, or the database is in memory (no other writer).
-    feed: Option<Arc<FeedReading>>,
-}
-
-/// When the latest reading of the feed of data changes started.
-struct FeedReading {
-    recheck: Duration,
-    started: Mutex<Option<Instant>>,
-}
-
-impl FeedReading {
-    /// Whether the latest reading started less than `recheck` ago.
-    fn recent(&self, now: Instant) -> bool {
-        self.started
-            .lock()
-            .ok()
-            .and_then(|s| *s)
-            .is_some_and(|s| now.saturating_duration_since(s) < self.recheck)
-    }
-
-    /// Keeps `started` unless a reading that started later was recorded first.
-    fn record(&self, started: Instant) {
-        if let Ok(mut latest) = self.started.lock() {
-            if latest.is_none_or(|s| s < started) {
-                *latest = Some(started);
-            }
-        }
-    }
+    feed: Option<Arc<LatestReading<()>>>,
 }
 
 impl ResponseCache {
@@ -170,10 +145,9 @@ impl ResponseCache {
         // open another, empty one).
         let feed = (cache.is_some() && config.response_cache_recheck_ms > 0 && !store.in_memory())
             .then(|| {
-                Arc::new(FeedReading {
-                    recheck: Duration::from_millis(config.response_cache_recheck_ms),
-                    started: Mutex::new(None),
-                })
+                Arc::new(LatestReading::new(Duration::from_millis(
+                    config.response_cache_recheck_ms,
+                )))
             });
         ResponseCache { cache, store, feed }
     }
@@ -183,8 +157,8 @@ impl ResponseCache {
     /// this cache is dropped; abort the task to stop sooner. `None` when other
     /// writers' writes are not followed. Nothing cached is used until a reading succeeds.
     pub async fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let reading: Weak<FeedReading> = Arc::downgrade(self.feed.as_ref()?);
-        let every = self.feed.as_ref()?.recheck / 2;
+        let reading: Weak<LatestReading<()>> = Arc::downgrade(self.feed.as_ref()?);
+        let every = self.feed.as_ref()?.recheck() / 2;
         let store = self.store.clone();
         let mut feed = read_feed(&store, &reading, ChangeFeed::new(store.clone())).await?;
         Some(tokio::spawn(async move {
@@ -205,10 +179,7 @@ impl ResponseCache {
     /// write committed before `since` has then reached this cache. `false` when the feed is
     /// off.
     pub fn feed_read_since(&self, since: Instant) -> bool {
-        self.feed
-            .as_ref()
-            .and_then(|f| f.started.lock().ok().and_then(|s| *s))
-            .is_some_and(|started| started >= since)
+        self.feed.as_ref().is_some_and(|f| f.read_since(since))
     }
 
     /// Take before executing, so that a write during execution makes the answer stale.
@@ -225,10 +196,9 @@ impl ResponseCache {
     /// A fresh answer and the partners whose records it holds.
     pub async fn get(&self, key: &str) -> Option<Hit> {
         let cache = self.cache.as_ref()?;
+        // Only while what others wrote is known up to a recent reading of the feed.
         if let Some(feed) = &self.feed {
-            if !feed.recent(Instant::now()) {
-                return None;
-            }
+            feed.relied_on(Instant::now())?;
         }
         let entry = cache.get(key).await?;
         if self.fresh(&entry.snapshot) {
@@ -273,7 +243,7 @@ impl ResponseCache {
 /// back, or `None` once the cache is gone.
 async fn read_feed(
     store: &Store,
-    reading: &Weak<FeedReading>,
+    reading: &Weak<LatestReading<()>>,
     mut feed: ChangeFeed,
 ) -> Option<ChangeFeed> {
     let reading = reading.upgrade()?;
@@ -292,7 +262,7 @@ async fn read_feed(
             return Some(feed);
         }
     }
-    reading.record(started);
+    reading.record(started, ());
     Some(feed)
 }
 
@@ -340,23 +310,6 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             client_id: None,
         }
-    }
-
-    #[test]
-    fn only_a_recent_reading_of_the_feed_is_relied_on() {
-        let feed = FeedReading {
-            recheck: Duration::from_millis(500),
-            started: Mutex::new(None),
-        };
-        let t = Instant::now();
-        assert!(!feed.recent(t), "never read");
-        feed.record(t);
-        assert!(feed.recent(t + Duration::from_millis(499)));
-        assert!(!feed.recent(t + Duration::from_millis(500)), "too old");
-        // A reading that started earlier but ended later does not replace a later one.
-        feed.record(t + Duration::from_millis(400));
-        feed.record(t + Duration::from_millis(100));
-        assert!(feed.recent(t + Duration::from_millis(899)));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod changes;
 mod connection;
 pub mod persisted;
 pub mod queries;
+pub mod reading;
 pub mod rows;
 pub mod schema;
 mod visibility;
