@@ -215,10 +215,12 @@ where
             on_sqlite(conn, AnsiTransactionManager::commit_transaction)?;
             Ok(value)
         }
-        Err(e) => {
-            on_sqlite(conn, AnsiTransactionManager::rollback_transaction)?;
-            Err(e)
-        }
+        // As diesel's own: the caller's error, unless rolling back failed otherwise than by a
+        // connection already known to be broken.
+        Err(e) => match on_sqlite(conn, AnsiTransactionManager::rollback_transaction) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+            Err(rollback) => Err(rollback.into()),
+        },
     }
 }
 
