@@ -154,8 +154,8 @@ impl ResponseCache {
 
     /// Reads the feed of data changes once, then every half `response_cache_recheck_ms` on a
     /// task, on a connection of its own, and drops the answers holding the kinds it names, until
-    /// this cache is dropped; abort the task to stop sooner. `None` when other
-    /// writers' writes are not followed. Nothing cached is used until a reading succeeds.
+    /// this cache is dropped; abort the task to stop sooner. `None` when other writers' writes
+    /// are not followed. Nothing cached is used until a reading succeeds.
     pub async fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
         let reading: Weak<LatestReading<()>> = Arc::downgrade(self.feed.as_ref()?);
         let every = self.feed.as_ref()?.recheck() / 2;
