@@ -413,18 +413,10 @@ async fn writes_elsewhere_reach_every_replicas_cache() {
         as_viewer(replica, "", CARAVAN_ACTIONS).await;
         assert!(as_viewer(replica, "", CARAVAN_ACTIONS).await.0);
     }
-    let url = app.database_url.clone();
-    tokio::task::spawn_blocking(move || {
-        use diesel::{Connection, RunQueryDsl};
-        let mut c = diesel::PgConnection::establish(&url).unwrap();
-        diesel::sql_query(
-            "UPDATE actions SET title = 'Renommé dans psql' WHERE title = 'Atelier ailleurs'",
-        )
-        .execute(&mut c)
-        .unwrap();
-    })
-    .await
-    .unwrap();
+    app.write_outside(
+        "UPDATE actions SET title = 'Renommé dans psql' WHERE title = 'Atelier ailleurs'",
+    )
+    .await;
     for replica in [&app, &other] {
         common::within(common::RECHECK_BOUND, || async {
             let (_, body) = as_viewer(replica, "", CARAVAN_ACTIONS).await;
@@ -517,19 +509,9 @@ async fn writes_from_another_process_reach_the_cache_on_sqlite() {
         .contains(&"Atelier de la ligne de commande".to_owned()));
 
     // sqlite3, or any other connection to the file.
-    let path = app.database_url.trim_start_matches("sqlite://").to_owned();
     let before = log.generation(EntityKind::Action);
-    tokio::task::spawn_blocking(move || {
-        use diesel::{Connection, RunQueryDsl};
-        let mut c = diesel::SqliteConnection::establish(&path).unwrap();
-        diesel::sql_query(
-            "UPDATE actions SET title = 'Renommé dans sqlite3' WHERE id = 'from-cli'",
-        )
-        .execute(&mut c)
-        .unwrap();
-    })
-    .await
-    .unwrap();
+    app.write_outside("UPDATE actions SET title = 'Renommé dans sqlite3' WHERE id = 'from-cli'")
+        .await;
     actions_moved(before)
         .await
         .expect("the feed tells the serving process that actions were written");

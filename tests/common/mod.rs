@@ -196,6 +196,25 @@ impl TestApp {
         }
     }
 
+    /// Runs `sql` on a connection of its own to this app's database, outside the app, as psql
+    /// or sqlite3 would.
+    pub async fn write_outside(&self, sql: &'static str) {
+        let (backend, url) = (self.backend, self.database_url.clone());
+        tokio::task::spawn_blocking(move || match backend {
+            Backend::Postgres => {
+                let mut c = diesel::PgConnection::establish(&url).unwrap();
+                diesel::sql_query(sql).execute(&mut c).unwrap();
+            }
+            Backend::Sqlite => {
+                let path = url.trim_start_matches("sqlite://");
+                let mut c = diesel::SqliteConnection::establish(path).unwrap();
+                diesel::sql_query(sql).execute(&mut c).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    }
+
     /// Loads the demo data through the same path as `passerelle seed`.
     pub async fn seed(&self) -> passerelle::domain::seed::LoadReport {
         passerelle::domain::seed::load_demo(&self.app.store, passerelle::app::now())
