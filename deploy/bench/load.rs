@@ -4,7 +4,8 @@
 //! each latency from the scheduled start (so a stalled server shows in the percentiles instead of
 //! slowing the load down: no coordinated omission). At `--rate 0` it saturates the server with
 //! `--concurrency` closed loops. Each request can carry its own bearer token, taken in turn from
-//! `--tokens-file`. It prints one JSON line of results; RSS is sampled from /proc while it runs.
+//! `--tokens-file`. It prints one JSON line of results; RSS is sampled from /proc while it runs,
+//! and the share of the machine's CPU time the host stole (`steal_pct`) is read from /proc/stat.
 //! `--timeline FILE` also writes, per 100 ms of the run (by each request's start), the requests
 //! started, how many failed and their worst latency: a stall shows there as one slow bucket.
 //!
@@ -87,6 +88,21 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// (steal, all) jiffies of the whole machine, from the first line of /proc/stat: the time the
+/// hypervisor gave this machine's virtual CPUs to someone else, and all the time counted.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((*fields.get(7)?, fields.iter().sum()))
+}
+
 struct Shared {
     client: reqwest::Client,
     args: Args,
@@ -132,7 +148,7 @@ fn main() {
         .unwrap();
     let label = args.label.clone();
     let shared = Arc::new(Shared { client, args });
-    let (latencies, errors, elapsed, rss) = rt.block_on(async move {
+    let (latencies, errors, elapsed, rss, steal_pct) = rt.block_on(async move {
         let rss_peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(pid) = shared.args.pid {
             let peak = rss_peak.clone();
@@ -153,6 +169,7 @@ fn main() {
             n += 1;
         }
         let start = Instant::now();
+        let jiffies_at_start = cpu_jiffies();
         let end = start + shared.args.duration;
         let mut handles = Vec::new();
         if shared.args.rate > 0 {
@@ -204,6 +221,14 @@ fn main() {
             }
         }
         let elapsed = start.elapsed();
+        // The share of the machine's CPU time taken by the host while this run measured: on a
+        // shared host it reaches tens of percent under load, and then latencies measure the host.
+        let steal_pct = match (jiffies_at_start, cpu_jiffies()) {
+            (Some((s0, a0)), Some((s1, a1))) if a1 > a0 => {
+                Some(100.0 * (s1.saturating_sub(s0)) as f64 / (a1 - a0) as f64)
+            }
+            _ => None,
+        };
         if let Some(path) = &shared.args.timeline {
             let mut csv = String::from("at_s,requests,errors,max_ms\n");
             for (i, (n, e, max)) in buckets.iter().enumerate() {
@@ -220,6 +245,7 @@ fn main() {
             errors,
             elapsed,
             rss_peak.load(std::sync::atomic::Ordering::Relaxed),
+            steal_pct,
         )
     });
     let mut sorted = latencies;
@@ -242,6 +268,7 @@ fn main() {
         "p99_ms": pct(99.0),
         "max_ms": pct(100.0),
         "rss_peak_kib": rss,
+        "steal_pct": steal_pct,
     });
     println!("{json}");
 }

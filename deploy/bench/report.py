@@ -10,6 +10,8 @@ slo = float(sys.argv[3]) if len(sys.argv) > 3 else 100.0
 load = [r for r in rows if "rps" in r]
 by = {r["label"]: r for r in load}
 mib = lambda r: r["rss_peak_kib"] / 1024
+# Runs before run S did not record the host's steal.
+steal = lambda r: "" if r.get("steal_pct") is None else f"{r['steal_pct']:.0f}"
 
 
 def rate_of(label):
@@ -23,11 +25,11 @@ lines = ["# Passerelle load benchmark", "",
          "sharing agreements) read at its first use and remembered until an auth change anywhere; every answer is audited). `@N` is an open-loop run at N requests/s, `@max` a closed loop "
          "at saturation. Latencies from the scheduled send time (no coordinated omission). RSS is "
          "the server's peak during the run.", "",
-         "| run | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | peak RSS MiB |",
-         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+         "| run | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | peak RSS MiB | host steal % |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for r in load:
     lines.append(f"| {r['label']} | {r['requests']} | {r['errors']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
-                 f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {mib(r):.1f} |")
+                 f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {mib(r):.1f} | {steal(r)} |")
 
 pages = [r for r in rows if r.get("label", "").startswith("statements@page")]
 if pages:
@@ -147,6 +149,14 @@ if ab:
     lines.append(f"| APQ-hit path within 10% of `{{__typename}}`, {len(ab)} alternating pairs at saturation (median) | "
                  + ", ".join(f"{x:.0f} vs {y:.0f}" for x, y in ab) + f" req/s: {m * 100:.1f}% slower (from "
                  f"{min(gaps) * 100:.1f}% to {max(gaps) * 100:.1f}%) | {'yes' if m <= 0.10 else 'no'} |")
+stolen = [r["steal_pct"] for r in load if r.get("steal_pct") is not None]
+if stolen:
+    busy = [r["label"] for r in load if (r.get("steal_pct") or 0) > 10]
+    lines += ["", "## The host", "",
+              f"CPU time the host took from this virtual machine while the runs measured (`steal` in /proc/stat): "
+              f"median {median(stolen):.0f}%, at most {max(stolen):.0f}%, over 10% in {len(busy)} of {len(stolen)} runs"
+              + (f" ({', '.join(busy[:12])}{', ...' if len(busy) > 12 else ''})" if busy else "")
+              + ". Latencies and throughput of runs with a high steal measure the host as much as the servers."]
 (out / "report.md").write_text("\n".join(lines) + "\n")
 
 # p99 latency per run, one bar each (log scale: from sub-millisecond to seconds).
