@@ -44,6 +44,8 @@ pub struct AppState {
     pub admission: Admission,
     /// Client secrets checked a bounded number at once, off the database connections.
     pub secret_checks: crate::auth::clients::SecretChecks,
+    /// Failed client authentications, limited per client id.
+    pub client_lockout: crate::auth::lockout::ClientLockout,
     /// The keys that sign and verify access tokens.
     pub keys: KeyRing,
     /// Access tokens already verified (signature and claims), until they expire.
@@ -110,6 +112,7 @@ impl App {
             ),
             persisted,
             secret_checks: Default::default(),
+            client_lockout: crate::auth::lockout::ClientLockout::new(&config.rate_limit),
             verified_tokens: Default::default(),
             sessions: crate::auth::sessions::Sessions::new(
                 store.clone(),

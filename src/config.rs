@@ -279,6 +279,9 @@ pub struct RateLimitConfig {
     pub partners: BTreeMap<String, Bucket>,
     /// By OAuth2 client id.
     pub clients: BTreeMap<String, Bucket>,
+    /// Failed client authentications at `/oauth/*`, per client id claimed (see
+    /// `auth::lockout`): once used up, that id is answered 429 until a token is back.
+    pub client_auth_failures: Bucket,
 }
 
 impl Default for RateLimitConfig {
@@ -295,6 +298,11 @@ impl Default for RateLimitConfig {
             },
             partners: BTreeMap::new(),
             clients: BTreeMap::new(),
+            // Ten wrong secrets in a row, then one more try every ten seconds.
+            client_auth_failures: Bucket {
+                per_second: 0.1,
+                burst: 10,
+            },
         }
     }
 }
@@ -509,10 +517,14 @@ impl Config {
                 ));
             }
         }
-        let buckets = [&self.rate_limit.anonymous, &self.rate_limit.default]
-            .into_iter()
-            .chain(self.rate_limit.partners.values())
-            .chain(self.rate_limit.clients.values());
+        let buckets = [
+            &self.rate_limit.anonymous,
+            &self.rate_limit.default,
+            &self.rate_limit.client_auth_failures,
+        ]
+        .into_iter()
+        .chain(self.rate_limit.partners.values())
+        .chain(self.rate_limit.clients.values());
         for b in buckets {
             if !(b.per_second > 0.0 && b.per_second.is_finite()) || b.burst == 0 {
                 return bad("rate_limit buckets need per_second > 0 and burst >= 1".into());

@@ -195,6 +195,93 @@ async fn callers_are_rate_limited_per_partner(backend: Backend) {
     assert_eq!(app.post_json(&q, &[]).await.0, 429);
 }
 
+/// Token requests with `creds` by HTTP Basic: status, `Retry-After`, OAuth error code.
+async fn token_request(app: &TestApp, id: &str, secret: &str) -> (u16, Option<u64>, String) {
+    let res = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body: Value = res.json().await.unwrap();
+    let error = body["error"].as_str().unwrap_or_default().to_owned();
+    (status, retry, error)
+}
+
+async fn wrong_secrets_lock_a_client_id_out(backend: Backend) {
+    let Some(app) = spawn(backend, |c| {
+        c.rate_limit.client_auth_failures = Bucket {
+            per_second: 0.05,
+            burst: 3,
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    let target = app.client("anvita", "read").await;
+    let other = app.client("caravan", "read").await;
+    // Successes give their token back: more token requests than the burst all succeed.
+    for _ in 0..5 {
+        assert_eq!(token_request(&app, &other.id, &other.secret).await.0, 200);
+    }
+    for _ in 0..3 {
+        let (status, retry, error) = token_request(&app, &target.id, "not-the-secret").await;
+        assert_eq!(
+            (status, retry, error.as_str()),
+            (401, None, "invalid_client")
+        );
+    }
+    // Used up: refused before the secret is checked, the right one included.
+    let (status, retry, error) = token_request(&app, &target.id, &target.secret).await;
+    assert_eq!((status, error.as_str()), (429, "temporarily_unavailable"));
+    assert!(retry.is_some_and(|s| (1..=20).contains(&s)), "{retry:?}");
+    // The other OAuth endpoints authenticate clients the same way.
+    let res = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(&target.id, Some(&target.secret))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    // A real OAuth2 client reads the refusal as an OAuth2 error.
+    let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(target.id.clone()))
+        .set_client_secret(oauth2::ClientSecret::new(target.secret.clone()))
+        .set_token_uri(oauth2::TokenUrl::new(app.url("/oauth/token")).unwrap());
+    let http = oauth2::reqwest::ClientBuilder::new().build().unwrap();
+    match client
+        .exchange_client_credentials()
+        .request_async(&http)
+        .await
+    {
+        Err(oauth2::RequestTokenError::ServerResponse(e)) => {
+            assert_eq!(e.error().to_string(), "temporarily_unavailable", "{e:?}")
+        }
+        other => panic!("expected an OAuth2 error response, got {other:?}"),
+    }
+    // Another client id is not locked out, and an unknown id is treated as a known one.
+    assert_eq!(token_request(&app, &other.id, &other.secret).await.0, 200);
+    for _ in 0..3 {
+        assert_eq!(
+            token_request(&app, "pc_nobody", "not-the-secret").await.0,
+            401
+        );
+    }
+    assert_eq!(
+        token_request(&app, "pc_nobody", "not-the-secret").await.0,
+        429
+    );
+}
+
 async fn csrf_needs_a_preflight_header(backend: Backend) {
     let Some(app) = spawn(backend, |_| {}).await else {
         return;
@@ -420,6 +507,7 @@ per_backend!(
     documents_are_parsed_once_and_checked_per_request,
     batches_are_limited,
     callers_are_rate_limited_per_partner,
+    wrong_secrets_lock_a_client_id_out,
     csrf_needs_a_preflight_header,
     introspection_needs_a_scope,
     public_introspection_opens_it_to_all,

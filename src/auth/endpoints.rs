@@ -29,6 +29,8 @@ pub struct OAuthError {
     description: String,
     /// Answer with `WWW-Authenticate: Basic` (the client tried HTTP Basic authentication).
     basic_challenge: bool,
+    /// Seconds for `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -38,6 +40,7 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_challenge: false,
+            retry_after: None,
         }
     }
     fn invalid_request(description: impl Into<String>) -> Self {
@@ -68,6 +71,11 @@ impl IntoResponse for OAuthError {
             axum::Json(json!({ "error": self.error, "error_description": self.description })),
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             let challenge = if self.basic_challenge {
                 "Basic realm=\"passerelle\""
@@ -142,15 +150,9 @@ impl AuditNote {
         }
     }
 
-    /// A client id as claimed by the caller: kept when it looks like an id, so no pasted
-    /// secret or other free text reaches the log.
+    /// A client id as claimed by the caller, as [`claimed_id`] keeps it.
     fn claimed(&mut self, id: &str) {
-        let plausible = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        self.client_id = Some(if plausible { id } else { "(malformed)" }.to_owned());
+        self.client_id = Some(claimed_id(id).to_owned());
     }
 
     fn authenticated(&mut self, client: &Client) {
@@ -179,6 +181,21 @@ impl AuditNote {
             .run(move |conn| audit::record(conn, &viewer, operation, &partners, &outcome))
             .await?;
         result
+    }
+}
+
+/// A client id as claimed by a caller when it looks like an id, else `(malformed)`: so no pasted
+/// secret or other free text reaches the audit log, and no long string a lockout bucket's key.
+fn claimed_id(id: &str) -> &str {
+    let plausible = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plausible {
+        id
+    } else {
+        "(malformed)"
     }
 }
 
@@ -251,13 +268,37 @@ async fn client(
             ))
         }
     };
-    let stored = app
-        .store
-        .run(move |conn| clients::with_secret_hash(conn, &id))
-        .await?;
-    let found = app.secret_checks.authenticate(stored, secret).await?;
+    // Before anything costs: a client id with too many failures is answered at once.
+    let attempt = app
+        .client_lockout
+        .attempt(claimed_id(&id))
+        .await
+        .map_err(|secs| OAuthError {
+            retry_after: Some(secs),
+            ..OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                format!("too many failed authentications for this client id; retry in {secs} s"),
+            )
+        })?;
+    let checked = async {
+        let stored = app
+            .store
+            .run(move |conn| clients::with_secret_hash(conn, &id))
+            .await?;
+        app.secret_checks.authenticate(stored, secret).await
+    }
+    .await;
+    let found = match checked {
+        Ok(found) => found,
+        Err(e) => {
+            app.client_lockout.give_back(attempt);
+            return Err(e.into());
+        }
+    };
     if let Some(client) = &found {
         note.authenticated(client);
+        app.client_lockout.give_back(attempt);
     }
     found.ok_or(OAuthError {
         basic_challenge: used_basic,

@@ -3,6 +3,7 @@
 //! revocation), and the `Viewer` every request is answered for.
 //!
 //! - [`clients`]: registered clients, Argon2id-hashed secrets.
+//! - [`lockout`]: failed client authentications, limited per client id.
 //! - [`keys`]: the signing keys, persisted and rotated without downtime.
 //! - [`tokens`]: issuing and verifying access tokens.
 //! - [`sessions`]: sessions checked recently, until a revocation or a sharing change anywhere.
@@ -16,6 +17,7 @@ pub mod clients;
 pub mod endpoints;
 pub mod external;
 pub mod keys;
+pub mod lockout;
 pub mod sessions;
 pub mod sharing;
 pub mod tokens;
