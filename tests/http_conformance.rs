@@ -520,6 +520,101 @@ async fn writes_from_another_process_reach_the_cache_on_sqlite() {
     assert_eq!(log.generation(EntityKind::Partner), partners);
 }
 
+/// Two processes serving one SQLite file: each tells its own writes from the other's, whichever
+/// started last (each starting process used to remove the other's own-write counters, and the
+/// other then took its own writes for foreign ones).
+#[tokio::test]
+async fn two_servers_on_one_sqlite_file_keep_their_own_writes_apart() {
+    let first = TestApp::spawn(common::Backend::Sqlite).await.unwrap();
+    first.seed().await;
+    let second = first.spawn_beside(|_| {}).await;
+    let started = std::time::Instant::now();
+    for app in [&first, &second] {
+        common::within(common::RECHECK_BOUND, || async {
+            app.app.response_cache.feed_read_since(started)
+        })
+        .await
+        .expect("the feed is read");
+    }
+    let writer = "partner=caravan; scopes=read,write";
+    for (n, (app, other)) in [(&first, &second), (&second, &first)]
+        .into_iter()
+        .enumerate()
+    {
+        let (own, theirs) = (app.app.store.write_log(), other.app.store.write_log());
+        let (before, theirs_before) = (
+            own.generation(EntityKind::Action),
+            theirs.generation(EntityKind::Action),
+        );
+        let put = json!({
+            "query": format!("mutation {{ upsertAction(input: {{ id: \"twin-{n}\", kind: WORKSHOP, title: \"Atelier {n}\", visibility: PUBLIC }}) {{ effect }} }}")
+        });
+        let (status, _, body) = app.post_json(&put, &[(TEST_VIEWER, writer)]).await;
+        assert_eq!(
+            body["data"]["upsertAction"]["effect"], "CREATED",
+            "{status} {body}"
+        );
+        // The other process learns of it through its feed.
+        common::within(common::RECHECK_BOUND, || async {
+            theirs.generation(EntityKind::Action) != theirs_before
+        })
+        .await
+        .expect("the other process's feed names actions");
+        // The writing process invalidated once, as it committed, and its feed left it out.
+        let read = std::time::Instant::now();
+        common::within(common::RECHECK_BOUND, || async {
+            app.app.response_cache.feed_read_since(read)
+        })
+        .await
+        .expect("the feed is read");
+        assert_eq!(
+            own.generation(EntityKind::Action),
+            before + 1,
+            "process {n} took its own write for another's"
+        );
+    }
+
+    // A gone process's counters (silent for long) go when a feed connects; live ones stay.
+    first
+        .write_outside(
+            "INSERT INTO own_data_changes (writer, kind, n, seen_at) VALUES ('dead', 'actions', 5, 0)",
+        )
+        .await;
+    let third = first.spawn_beside(|_| {}).await;
+    let started = std::time::Instant::now();
+    common::within(common::RECHECK_BOUND, || async {
+        third.app.response_cache.feed_read_since(started)
+    })
+    .await
+    .expect("the feed is read");
+    let path = first
+        .database_url
+        .trim_start_matches("sqlite://")
+        .to_owned();
+    let writers = tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Writer {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            writer: String,
+        }
+        let mut c = diesel::SqliteConnection::establish(&path).unwrap();
+        diesel::sql_query("SELECT DISTINCT writer FROM own_data_changes")
+            .load::<Writer>(&mut c)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.writer)
+            .collect::<std::collections::BTreeSet<_>>()
+    })
+    .await
+    .unwrap();
+    let live: std::collections::BTreeSet<String> = [&first, &second, &third]
+        .iter()
+        .map(|a| a.app.store.writer_tag().to_owned())
+        .collect();
+    assert_eq!(writers, live);
+}
+
 backend_tests!(
     answers_keep_the_documents_field_order,
     content_negotiation_and_status_codes,

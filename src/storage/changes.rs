@@ -13,7 +13,10 @@
 //! migration `000008_data_changes`). The store's own connections also move counters of their
 //! own in `own_data_changes`, by TEMP triggers that only their writes fire ([`tag_own_writes`]).
 //! The feed reads both in one statement and names the kinds whose counter moved by more than
-//! the store's own: what other writers wrote.
+//! the store's own: what other writers wrote. Several processes may serve one file: each feed
+//! marks its own counters as alive every [`HEARTBEAT`], and a feed that (re)connects removes
+//! only the counters of writers silent for [`SILENT_FOR`] (processes gone; migration
+//! `000009_own_data_changes_seen`).
 //!
 //! The feed reads on a connection of its own; when it has just (re)connected it cannot know
 //! what it missed and says [`Changed::Everything`].
@@ -22,6 +25,7 @@
 //! hold the kinds it names.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use diesel::connection::SimpleConnection;
 use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
@@ -31,6 +35,15 @@ use crate::error::Result;
 
 /// The notification channel the triggers notify on PostgreSQL.
 pub const CHANNEL: &str = "passerelle_data_changes";
+
+/// How often a feed on SQLite marks its store's own-write counters as alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// Own-write counters not marked alive for this long are a gone process's: a feed that
+/// (re)connects removes them. If a live process's feed was stopped that long, its counters come
+/// back at its next heartbeat; meanwhile it takes its own writes for another's, which only drops
+/// cached answers once more.
+pub const SILENT_FOR: Duration = Duration::from_secs(600);
 
 /// What the feed learnt since it last looked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +58,9 @@ pub enum Changed {
 enum Reader {
     /// Listening on [`CHANNEL`].
     Postgres(PgConnection),
-    /// Other writers' share of the `data_changes` counters as last read, by kind.
-    Sqlite(SqliteConnection, BTreeMap<String, i64>),
+    /// Other writers' share of the `data_changes` counters as last read, by kind, and when the
+    /// store's own counters were last marked alive.
+    Sqlite(SqliteConnection, BTreeMap<String, i64>, Instant),
 }
 
 /// A feed on a connection of its own; blocking, for a thread that may block.
@@ -74,21 +88,30 @@ impl ChangeFeed {
                 }
                 AnyConnection::Sqlite(mut c) => {
                     let own = self.store.writer_tag();
-                    // This store's own counters, from now on; those of earlier processes go.
+                    // Those of processes gone go; this store's own are counted from now on.
+                    let silent_since = unix_secs() - SILENT_FOR.as_secs() as i64;
                     c.batch_execute(&format!(
-                        "DELETE FROM own_data_changes WHERE writer <> '{own}'; \
-                         INSERT OR IGNORE INTO own_data_changes (writer, kind, n) \
-                         SELECT '{own}', kind, 0 FROM data_changes"
+                        "DELETE FROM own_data_changes WHERE writer <> '{own}' \
+                         AND seen_at < {silent_since};"
                     ))?;
+                    mark_alive(&mut c, own)?;
                     let counters = counters(&mut c, own)?;
-                    Reader::Sqlite(c, counters)
+                    Reader::Sqlite(c, counters, Instant::now())
                 }
             });
             return Ok(Changed::Everything);
         };
         let read = match reader {
             Reader::Postgres(c) => notified(c, self.store.writer_tag()),
-            Reader::Sqlite(c, last) => moved(c, self.store.writer_tag(), last),
+            Reader::Sqlite(c, last, alive) => {
+                let own = self.store.writer_tag();
+                let marked = if alive.elapsed() >= HEARTBEAT {
+                    mark_alive(c, own).map(|()| *alive = Instant::now())
+                } else {
+                    Ok(())
+                };
+                marked.and_then(|()| moved(c, own, last))
+            }
         };
         match read {
             Ok(kinds) => Ok(Changed::Kinds(kinds)),
@@ -145,6 +168,23 @@ pub fn tag_own_writes(c: &mut SqliteConnection, own: &str) -> diesel::QueryResul
         }
     }
     c.batch_execute(&sql)
+}
+
+fn unix_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Writer `own`'s counters exist (from 0 when they did not), marked alive now.
+fn mark_alive(c: &mut SqliteConnection, own: &str) -> Result<()> {
+    let now = unix_secs();
+    c.batch_execute(&format!(
+        "INSERT OR IGNORE INTO own_data_changes (writer, kind, n, seen_at) \
+         SELECT '{own}', kind, 0, {now} FROM data_changes; \
+         UPDATE own_data_changes SET seen_at = {now} WHERE writer = '{own}';"
+    ))?;
+    Ok(())
 }
 
 #[derive(diesel::QueryableByName)]

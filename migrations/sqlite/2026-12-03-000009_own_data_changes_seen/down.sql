@@ -1,0 +1,1 @@
+ALTER TABLE own_data_changes DROP COLUMN seen_at;
