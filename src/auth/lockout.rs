@@ -117,8 +117,9 @@ mod tests {
         for _ in 0..3 {
             l.attempt("pc_target").await.unwrap();
         }
+        // One token back takes 100 s at 0.01 a second (less the moments since the bucket began).
         let wait = l.attempt("pc_target").await.err().unwrap();
-        assert_eq!(wait, 100);
+        assert!((95..=100).contains(&wait), "{wait}");
         // Other ids keep their own buckets.
         assert!(l.attempt("pc_good").await.is_ok());
     }
