@@ -265,6 +265,42 @@ pub struct Bucket {
     pub burst: u32,
 }
 
+/// The tokens left in one bucket, as of `at`; refilled as time passes.
+pub struct Tokens {
+    left: f64,
+    at: std::time::Instant,
+}
+
+impl Tokens {
+    /// A full bucket.
+    pub fn full(bucket: Bucket) -> Self {
+        Tokens {
+            left: f64::from(bucket.burst),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token, or says in how many whole seconds (at least 1) one will be back.
+    pub fn take(&mut self, bucket: Bucket) -> std::result::Result<(), u64> {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.left = (self.left + elapsed * bucket.per_second).min(f64::from(bucket.burst));
+        self.at = now;
+        if self.left >= 1.0 {
+            self.left -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - self.left) / bucket.per_second;
+            Err(wait.ceil().clamp(1.0, 86_400.0) as u64)
+        }
+    }
+
+    /// Puts back a token taken.
+    pub fn put_back(&mut self, bucket: Bucket) {
+        self.left = (self.left + 1.0).min(f64::from(bucket.burst));
+    }
+}
+
 /// Per-caller rate limits. A caller is matched by client id first, then by partner slug; a
 /// caller with neither shares the `anonymous` bucket with every other anonymous caller.
 #[derive(Debug, Clone, Deserialize)]

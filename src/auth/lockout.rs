@@ -10,25 +10,12 @@
 //! live in each replica's memory, at most [`TRACKED_IDS`] of them.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::config::{Bucket, RateLimitConfig};
+use crate::config::{Bucket, RateLimitConfig, Tokens};
 
 /// Client ids whose buckets are remembered; the least recently used are forgotten first.
 pub const TRACKED_IDS: u64 = 10_000;
-
-struct Tokens {
-    left: f64,
-    at: Instant,
-}
-
-impl Tokens {
-    fn refill(&mut self, bucket: Bucket, now: Instant) {
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.left = (self.left + elapsed * bucket.per_second).min(f64::from(bucket.burst));
-        self.at = now;
-    }
-}
 
 #[derive(Clone)]
 pub struct ClientLockout {
@@ -66,21 +53,13 @@ impl ClientLockout {
         let tokens = self
             .buckets
             .get_with_by_ref(client_id, async {
-                Arc::new(Mutex::new(Tokens {
-                    left: f64::from(bucket.burst),
-                    at: Instant::now(),
-                }))
+                Arc::new(Mutex::new(Tokens::full(bucket)))
             })
             .await;
-        {
-            let mut t = tokens.lock().unwrap_or_else(PoisonError::into_inner);
-            t.refill(bucket, Instant::now());
-            if t.left < 1.0 {
-                let wait = (1.0 - t.left) / bucket.per_second.max(f64::MIN_POSITIVE);
-                return Err(wait.ceil().clamp(1.0, 86_400.0) as u64);
-            }
-            t.left -= 1.0;
-        }
+        tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(bucket)?;
         Ok(Attempt {
             tokens: Some(tokens),
         })
@@ -90,8 +69,10 @@ impl ClientLockout {
     /// token goes back.
     pub fn give_back(&self, attempt: Attempt) {
         if let (Some(bucket), Some(tokens)) = (self.bucket, attempt.tokens) {
-            let mut t = tokens.lock().unwrap_or_else(PoisonError::into_inner);
-            t.left = (t.left + 1.0).min(f64::from(bucket.burst));
+            tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .put_back(bucket);
         }
     }
 }

@@ -4,21 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use crate::config::{Bucket, RateLimitConfig};
+use crate::config::{Bucket, RateLimitConfig, Tokens};
 use crate::domain::Viewer;
 use crate::error::{Error, Result};
-
-struct State {
-    tokens: f64,
-    at: Instant,
-}
 
 #[derive(Clone)]
 pub struct RateLimiter {
     config: Arc<RateLimitConfig>,
-    buckets: Arc<Mutex<HashMap<String, State>>>,
+    buckets: Arc<Mutex<HashMap<String, Tokens>>>,
 }
 
 impl RateLimiter {
@@ -52,27 +46,15 @@ impl RateLimiter {
             return Ok(());
         }
         let (key, bucket) = self.bucket_for(viewer);
-        let now = Instant::now();
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = buckets.entry(key).or_insert(State {
-            tokens: f64::from(bucket.burst),
-            at: now,
-        });
-        let elapsed = now.duration_since(state.at).as_secs_f64();
-        state.tokens = (state.tokens + elapsed * bucket.per_second).min(f64::from(bucket.burst));
-        state.at = now;
-        if state.tokens >= 1.0 {
-            state.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - state.tokens) / bucket.per_second).ceil().max(1.0);
-            Err(Error::RateLimited {
-                retry_after_secs: wait as u64,
-            })
-        }
+        buckets
+            .entry(key)
+            .or_insert_with(|| Tokens::full(bucket))
+            .take(bucket)
+            .map_err(|retry_after_secs| Error::RateLimited { retry_after_secs })
     }
 }
 
