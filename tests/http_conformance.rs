@@ -432,6 +432,15 @@ async fn writes_elsewhere_reach_every_replicas_cache() {
     drop(other);
 }
 
+/// Waits until `app`'s feed of data changes has been read after `since`.
+async fn feed_read_after(app: &TestApp, since: std::time::Instant) {
+    common::within(common::RECHECK_BOUND, || async {
+        app.app.response_cache.feed_read_since(since)
+    })
+    .await
+    .expect("the feed is read");
+}
+
 /// On SQLite, one process serves the file, and another may write into it: `passerelle import`
 /// from the command line, or sqlite3. The serving process's cache follows those writes within
 /// `response_cache_recheck_ms`, kind by kind.
@@ -473,11 +482,7 @@ async fn writes_from_another_process_reach_the_cache_on_sqlite() {
     );
     assert_eq!(log.generation(EntityKind::Action), before + 1);
     let written = std::time::Instant::now();
-    common::within(common::RECHECK_BOUND, || async {
-        app.app.response_cache.feed_read_since(written)
-    })
-    .await
-    .expect("the feed is read");
+    feed_read_after(&app, written).await;
     assert_eq!(
         log.generation(EntityKind::Action),
         before + 1,
@@ -530,11 +535,7 @@ async fn two_servers_on_one_sqlite_file_keep_their_own_writes_apart() {
     let second = first.spawn_beside(|_| {}).await;
     let started = std::time::Instant::now();
     for app in [&first, &second] {
-        common::within(common::RECHECK_BOUND, || async {
-            app.app.response_cache.feed_read_since(started)
-        })
-        .await
-        .expect("the feed is read");
+        feed_read_after(app, started).await;
     }
     let writer = "partner=caravan; scopes=read,write";
     for (n, (app, other)) in [(&first, &second), (&second, &first)]
@@ -562,11 +563,7 @@ async fn two_servers_on_one_sqlite_file_keep_their_own_writes_apart() {
         .expect("the other process's feed names actions");
         // The writing process invalidated once, as it committed, and its feed left it out.
         let read = std::time::Instant::now();
-        common::within(common::RECHECK_BOUND, || async {
-            app.app.response_cache.feed_read_since(read)
-        })
-        .await
-        .expect("the feed is read");
+        feed_read_after(app, read).await;
         assert_eq!(
             own.generation(EntityKind::Action),
             before + 1,
@@ -582,11 +579,7 @@ async fn two_servers_on_one_sqlite_file_keep_their_own_writes_apart() {
         .await;
     let third = first.spawn_beside(|_| {}).await;
     let started = std::time::Instant::now();
-    common::within(common::RECHECK_BOUND, || async {
-        third.app.response_cache.feed_read_since(started)
-    })
-    .await
-    .expect("the feed is read");
+    feed_read_after(&third, started).await;
     let path = first
         .database_url
         .trim_start_matches("sqlite://")

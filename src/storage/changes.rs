@@ -25,7 +25,7 @@
 //! hold the kinds it names.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
@@ -89,10 +89,10 @@ impl ChangeFeed {
                 AnyConnection::Sqlite(mut c) => {
                     let own = self.store.writer_tag();
                     // Those of processes gone go; this store's own are counted from now on.
-                    let silent_since = unix_secs() - SILENT_FOR.as_secs() as i64;
                     c.batch_execute(&format!(
                         "DELETE FROM own_data_changes WHERE writer <> '{own}' \
-                         AND seen_at < {silent_since};"
+                         AND seen_at < {NOW} - {};",
+                        SILENT_FOR.as_secs()
                     ))?;
                     mark_alive(&mut c, own)?;
                     let counters = counters(&mut c, own)?;
@@ -170,19 +170,15 @@ pub fn tag_own_writes(c: &mut SqliteConnection, own: &str) -> diesel::QueryResul
     c.batch_execute(&sql)
 }
 
-fn unix_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+/// Now, in unix seconds, as SQLite tells it.
+const NOW: &str = "CAST(strftime('%s', 'now') AS INTEGER)";
 
 /// Writer `own`'s counters exist (from 0 when they did not), marked alive now.
 fn mark_alive(c: &mut SqliteConnection, own: &str) -> Result<()> {
-    let now = unix_secs();
     c.batch_execute(&format!(
         "INSERT OR IGNORE INTO own_data_changes (writer, kind, n, seen_at) \
-         SELECT '{own}', kind, 0, {now} FROM data_changes; \
-         UPDATE own_data_changes SET seen_at = {now} WHERE writer = '{own}';"
+         SELECT '{own}', kind, 0, {NOW} FROM data_changes; \
+         UPDATE own_data_changes SET seen_at = {NOW} WHERE writer = '{own}';"
     ))?;
     Ok(())
 }
