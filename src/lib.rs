@@ -19,7 +19,8 @@
 //! - [`auth`]: OAuth2: clients, signed access tokens, sharing agreements, the audit log.
 //!
 //! Beside them: [`config`] (one typed configuration), [`error`] (one error type with stable
-//! codes), [`app`] (the state shared by handlers) and [`cli`] (the `passerelle` command).
+//! codes), [`metrics`] (where a request's time goes), [`app`] (the state shared by handlers) and
+//! [`cli`] (the `passerelle` command).
 
 pub mod app;
 pub mod auth;
@@ -32,5 +33,6 @@ pub mod export;
 pub mod graphql;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod persisted;
 pub mod storage;

@@ -476,6 +476,53 @@ async fn health_readiness_metrics_and_http_errors(app: TestApp) {
     assert_eq!(res.status(), 400);
 }
 
+/// `passerelle_stage_seconds_count{stage="..."}` from `/metrics`.
+async fn stage_count(app: &TestApp, stage: &str) -> u64 {
+    let metrics = app.metrics().await;
+    let series = format!("passerelle_stage_seconds_count{{stage=\"{stage}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// Each stage of an authenticated request is timed once per request (the database stages at
+/// least once: the audit writer uses the pool too on SQLite), and only `/graphql` requests
+/// count as requests.
+async fn metrics_time_each_stage_of_a_request(app: TestApp) {
+    app.seed().await;
+    let token = app.token("caravan", "read").await;
+    const STAGES: [&str; 6] = [
+        "request",
+        "admission",
+        "database_slot",
+        "blocking_thread",
+        "database_work",
+        "audit",
+    ];
+    let mut before = Vec::new();
+    for stage in STAGES {
+        before.push(stage_count(&app, stage).await);
+    }
+    let data = app
+        .data_as(
+            &token,
+            "{ actions(first: 2) { nodes { title } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["actions"]["nodes"].as_array().map(Vec::len), Some(2));
+    for (stage, before) in STAGES.into_iter().zip(before) {
+        let grew = stage_count(&app, stage).await - before;
+        match stage {
+            "request" | "admission" | "audit" => assert_eq!(grew, 1, "{stage}"),
+            _ => assert!(grew >= 1, "{stage} did not grow"),
+        }
+    }
+}
+
 async fn internal_errors_are_masked(app: TestApp) {
     app.seed().await;
     // Break the database under the running app: the client must get a stable code and no SQL.
@@ -595,6 +642,7 @@ backend_tests!(
     relations_resolve_both_ways_and_node_refetches_everything,
     page_size_is_capped_and_bad_cursors_are_refused,
     health_readiness_metrics_and_http_errors,
+    metrics_time_each_stage_of_a_request,
     internal_errors_are_masked,
     lists_answer_the_same_with_or_without_per_field_resolution,
 );

@@ -8,6 +8,9 @@
 //! and the share of the machine's CPU time the host stole (`steal_pct`) is read from /proc/stat.
 //! `--timeline FILE` also writes, per 100 ms of the run (by each request's start), the requests
 //! started, how many failed and their worst latency: a stall shows there as one slow bucket.
+//! `--metrics URL` reads the server's stage histograms (`passerelle_stage_seconds`) before and
+//! after the measured period and reports, per stage, how many times it ran, its mean and the
+//! bucket bound its 99th percentile falls under: which stage grew when the latency did.
 //!
 //! cargo bench --bench load -- --url http://127.0.0.1:8080/graphql --body '{"query":"{__typename}"}' --rate 1000
 
@@ -29,6 +32,7 @@ struct Args {
     pid: Option<u32>,
     label: String,
     timeline: Option<String>,
+    metrics: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -45,6 +49,7 @@ fn parse_args() -> Args {
         pid: None,
         label: "load".into(),
         timeline: None,
+        metrics: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +79,7 @@ fn parse_args() -> Args {
             "--pid" => a.pid = Some(value().parse().unwrap()),
             "--label" => a.label = value(),
             "--timeline" => a.timeline = Some(value()),
+            "--metrics" => a.metrics = Some(value()),
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -101,6 +107,70 @@ fn cpu_jiffies() -> Option<(u64, u64)> {
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
     Some((*fields.get(7)?, fields.iter().sum()))
+}
+
+/// Per stage: (bucket bound in seconds, cumulative count) in order, and the sum in seconds.
+type StageHistograms = std::collections::BTreeMap<String, (Vec<(f64, u64)>, f64)>;
+
+/// The `passerelle_stage_seconds` histograms of a Prometheus text exposition.
+async fn stage_histograms(client: &reqwest::Client, url: &str) -> Option<StageHistograms> {
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    let mut stages = StageHistograms::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("passerelle_stage_seconds_") else {
+            continue;
+        };
+        let (series, value) = rest.rsplit_once(' ')?;
+        let label = |name: &str| {
+            let start = series.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = series[start..].find('"')? + start;
+            Some(series[start..end].to_owned())
+        };
+        let entry = stages.entry(label("stage")?).or_default();
+        if series.starts_with("bucket") {
+            let le = label("le")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            entry.0.push((le, value.parse().ok()?));
+        } else if series.starts_with("sum") {
+            entry.1 = value.parse().ok()?;
+        }
+    }
+    Some(stages)
+}
+
+/// Per stage, what happened between two readings: count, mean and the bucket bound under
+/// which its 99th percentile falls (in ms; null when above the last bound).
+fn stage_deltas(before: &StageHistograms, after: &StageHistograms) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (stage, (buckets, sum)) in after {
+        let (old_buckets, old_sum) = before.get(stage).cloned().unwrap_or_default();
+        let old = |i: usize| old_buckets.get(i).map_or(0, |b| b.1);
+        let deltas: Vec<(f64, u64)> = buckets
+            .iter()
+            .enumerate()
+            .map(|(i, (le, n))| (*le, n - old(i)))
+            .collect();
+        let count = deltas.last().map_or(0, |b| b.1);
+        let p99 = deltas
+            .iter()
+            .find(|(_, n)| *n as f64 >= 0.99 * count as f64)
+            .map(|(le, _)| *le * 1000.0)
+            .filter(|ms| ms.is_finite());
+        let mean = if count > 0 {
+            (sum - old_sum) * 1000.0 / count as f64
+        } else {
+            0.0
+        };
+        out.insert(
+            stage.clone(),
+            serde_json::json!({ "count": count, "mean_ms": mean, "p99_under_ms": p99 }),
+        );
+    }
+    serde_json::Value::Object(out)
 }
 
 struct Shared {
@@ -148,7 +218,7 @@ fn main() {
         .unwrap();
     let label = args.label.clone();
     let shared = Arc::new(Shared { client, args });
-    let (latencies, errors, elapsed, rss, steal_pct) = rt.block_on(async move {
+    let (latencies, errors, elapsed, rss, steal_pct, stages) = rt.block_on(async move {
         let rss_peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
         if let Some(pid) = shared.args.pid {
             let peak = rss_peak.clone();
@@ -168,6 +238,11 @@ fn main() {
             let _ = one(&shared, n).await;
             n += 1;
         }
+        let metrics = shared.args.metrics.clone();
+        let stages_before = match &metrics {
+            Some(url) => stage_histograms(&shared.client, url).await,
+            None => None,
+        };
         let start = Instant::now();
         let jiffies_at_start = cpu_jiffies();
         let end = start + shared.args.duration;
@@ -221,6 +296,12 @@ fn main() {
             }
         }
         let elapsed = start.elapsed();
+        let stages = match (&metrics, &stages_before) {
+            (Some(url), Some(before)) => stage_histograms(&shared.client, url)
+                .await
+                .map(|after| stage_deltas(before, &after)),
+            _ => None,
+        };
         // The share of the machine's CPU time taken by the host while this run measured: on a
         // shared host it reaches tens of percent under load, and then latencies measure the host.
         let steal_pct = match (jiffies_at_start, cpu_jiffies()) {
@@ -246,6 +327,7 @@ fn main() {
             elapsed,
             rss_peak.load(std::sync::atomic::Ordering::Relaxed),
             steal_pct,
+            stages,
         )
     });
     let mut sorted = latencies;
@@ -270,5 +352,9 @@ fn main() {
         "rss_peak_kib": rss,
         "steal_pct": steal_pct,
     });
+    let mut json = json;
+    if let Some(stages) = stages {
+        json["stages"] = stages;
+    }
     println!("{json}");
 }

@@ -129,12 +129,14 @@ statements_of() { # body
 
 run() { # label url body rate tokens-file [extra args...]
   local label=$1 url=$2 body=$3 rate=$4 tokens=$5; shift 5
-  local auth=()
+  local auth=() stages=()
   [ -n "$tokens" ] && auth=(--tokens-file "$tokens")
+  # Passerelle's runs also record where its time went (its stage histograms, from /metrics).
+  [ -z "${MEASURED:-}" ] && stages=(--metrics "http://127.0.0.1:$PORT/metrics")
   # Each run on a fresh Passerelle process, so its peak RSS is its own, not an earlier run's.
   [ -z "${MEASURED:-}" ] && [ -n "${MODE:-}" ] && start_server "$MODE"
   "$LOAD" --url "$url" --body "$body" --rate "$rate" --duration "$DURATION" --warmup 2 \
-    --pid "${MEASURED:-$SERVER}" --label "$label" "${auth[@]}" "$@" | tee -a "$OUT/results.jsonl" >&2
+    --pid "${MEASURED:-$SERVER}" --label "$label" "${auth[@]}" "${stages[@]}" "$@" | tee -a "$OUT/results.jsonl" >&2
 }
 
 GQL="http://127.0.0.1:$PORT/graphql"

@@ -334,7 +334,9 @@ impl Pending {
         let Some(viewer) = self.viewer else {
             return Ok(());
         };
-        app.audit
+        let started = std::time::Instant::now();
+        let appended = app
+            .audit
             .append(
                 NewEntry::new(
                     &viewer,
@@ -344,6 +346,8 @@ impl Pending {
                 ),
                 self.durable,
             )
-            .await
+            .await;
+        app.store.stages().audit.observe(started.elapsed());
+        appended
     }
 }

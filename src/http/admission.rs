@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -92,12 +92,19 @@ impl Admission {
     }
 }
 
-/// For `/graphql`: a shed request gets a GraphQL-shaped error body.
+/// For `/graphql`: a shed request gets a GraphQL-shaped error body. Times the wait for a slot
+/// and the whole request ([`crate::metrics::Stages`]).
 pub async fn graphql(State(app): State<App>, request: Request, next: Next) -> Response {
-    match app.admission.enter().await {
+    let arrived = Instant::now();
+    let entered = app.admission.enter().await;
+    let stages = app.store.stages();
+    stages.admission.observe(arrived.elapsed());
+    let response = match entered {
         Ok(_slot) => next.run(request).await,
         Err(e) => error_response(&e, negotiate(request.headers()).unwrap_or(Format::Json)),
-    }
+    };
+    stages.request.observe(arrived.elapsed());
+    response
 }
 
 /// For the other heavy routes (`/import`, `/export`, the OAuth endpoints).

@@ -49,13 +49,14 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
          passerelle_requests_shed_total {}\n\
          # HELP passerelle_document_cache_misses_total GraphQL documents parsed and checked rather than taken from the document cache.\n\
          # TYPE passerelle_document_cache_misses_total counter\n\
-         passerelle_document_cache_misses_total {}\n{}",
+         passerelle_document_cache_misses_total {}\n{}{}",
         app.store.statements().get(),
         app.admission.in_flight(),
         app.admission.queued(),
         app.admission.shed(),
         app.documents.misses(),
-        app.sync_stats.render()
+        app.sync_stats.render(),
+        app.store.stages().render()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

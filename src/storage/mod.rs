@@ -17,7 +17,7 @@ pub mod writes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
@@ -28,6 +28,7 @@ use connection::Manager;
 pub use connection::{AnyConnection, Backend, DatabaseUrl};
 
 use crate::error::{Error, Result};
+use crate::metrics::Stages;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -102,6 +103,8 @@ pub struct Store {
     backend: Backend,
     statements: Arc<StatementCounter>,
     writes: Arc<WriteLog>,
+    /// Where requests' time goes, this store's stages and the others' ([`crate::metrics`]).
+    stages: Arc<Stages>,
     /// One permit per pooled connection, taken before a blocking thread is: waiting for the
     /// database happens on the async side, so a burst of requests never parks hundreds of
     /// blocking threads (each with its stack and allocator arena) on the pool.
@@ -267,6 +270,7 @@ impl Store {
             backend: url.backend(),
             statements,
             writes: Arc::default(),
+            stages: Arc::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(max as usize)),
             slot_wait: options.connect_timeout,
             url: url.clone(),
@@ -320,6 +324,12 @@ impl Store {
         &self.statements
     }
 
+    /// Where requests' time goes: this store times its waits and its work, the layers above
+    /// time theirs here too, and `/metrics` shows them.
+    pub fn stages(&self) -> &Stages {
+        &self.stages
+    }
+
     /// What this store has written, by kind; call `written` after every committed write.
     pub fn write_log(&self) -> &WriteLog {
         &self.writes
@@ -335,8 +345,11 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
-        let slot = tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned())
-            .await
+        let asked = Instant::now();
+        let slot = tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned()).await;
+        let got_slot = Instant::now();
+        self.stages.database_slot.observe(got_slot - asked);
+        let slot = slot
             .map_err(|_| {
                 tracing::warn!("every database connection stayed busy");
                 Error::Unavailable("the database is busy; try again shortly".into())
@@ -345,8 +358,11 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let mut conn = store.conn()?;
-            f(&mut conn)
+            let started = Instant::now();
+            store.stages.blocking_thread.observe(started - got_slot);
+            let result = store.conn().and_then(|mut conn| f(&mut conn));
+            store.stages.database_work.observe(started.elapsed());
+            result
         })
         .await?
     }
