@@ -1,5 +1,6 @@
 //! GraphQL over HTTP: content negotiation, status codes, GET rules, HTTP caching (Cache-Control,
-//! ETag, 304) and the response cache (visibility fingerprint, invalidation). On both backends.
+//! ETag, 304), the response cache (visibility fingerprint, invalidation) and its gzip-encoded
+//! hits. On both backends.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -254,6 +255,97 @@ async fn cached_answers_never_cross_visibility(app: TestApp) {
     .await;
     assert!(hit);
     assert_eq!(other_client, caravan);
+}
+
+/// A GET of `query` with `headers`: status, headers and the body's bytes as sent.
+async fn get_raw(
+    app: &TestApp,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", query)])
+        .header(PREFLIGHT.0, PREFLIGHT.1);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    (status, headers, res.bytes().await.unwrap().to_vec())
+}
+
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Answers from the response cache go out gzip-encoded to clients that accept it, under an ETag
+/// of their own; other clients, small answers and other callers' entries are unaffected.
+async fn cache_hits_are_sent_gzipped_to_clients_that_accept_it(app: TestApp) {
+    app.seed().await;
+    make_caravan_private(&app).await;
+    let query = "{ actions(first: 50) { nodes { id title startsOn } } }";
+    let caravan = (TEST_VIEWER, "partner=caravan; scopes=read");
+    let gzip = ("accept-encoding", "gzip");
+    // The miss that fills the cache is sent as it is.
+    let (status, h, answer) = get_raw(&app, query, &[caravan, gzip]).await;
+    assert_eq!(status, 200);
+    assert!(h.get("content-encoding").is_none() && h.get("x-passerelle-cache").is_none());
+    assert!(answer.len() > 1024, "{}", answer.len());
+    let identity_tag = h["etag"].to_str().unwrap().to_owned();
+    // A hit, for a client that accepts gzip: the same answer, compressed.
+    let (status, h, gzipped) = get_raw(&app, query, &[caravan, gzip]).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-passerelle-cache"], "hit");
+    assert_eq!(h["content-encoding"], "gzip");
+    assert!(h["vary"].to_str().unwrap().contains("Accept-Encoding"));
+    assert!(gzipped.len() < answer.len() / 2);
+    assert_eq!(gunzip(&gzipped), answer);
+    let gzip_tag = h["etag"].to_str().unwrap().to_owned();
+    assert_ne!(gzip_tag, identity_tag);
+    let (status, _, body) =
+        get_raw(&app, query, &[caravan, gzip, ("if-none-match", &gzip_tag)]).await;
+    assert_eq!((status, body.len()), (304, 0));
+    // Clients that do not accept it get the answer as it is, under its own ETag.
+    for refusing in [
+        vec![caravan],
+        vec![caravan, ("accept-encoding", "br, gzip;q=0")],
+    ] {
+        let (status, h, body) = get_raw(&app, query, &refusing).await;
+        assert_eq!(status, 200);
+        assert_eq!(h["x-passerelle-cache"], "hit");
+        assert!(h.get("content-encoding").is_none());
+        assert_eq!(h["etag"].to_str().unwrap(), identity_tag);
+        assert_eq!(body, answer);
+    }
+    // Another partner never gets caravan's compressed entry: its own answer, then its own hit.
+    let anvita = (TEST_VIEWER, "partner=anvita; scopes=read");
+    let (_, h, own) = get_raw(&app, query, &[anvita, gzip]).await;
+    assert!(h.get("x-passerelle-cache").is_none() && h.get("content-encoding").is_none());
+    assert_ne!(own, answer);
+    let seen = |body: &[u8]| -> usize {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        v["data"]["actions"]["nodes"].as_array().unwrap().len()
+    };
+    assert!(
+        seen(&own) < seen(&answer),
+        "caravan's private actions are not anvita's"
+    );
+    let (_, h, gzipped) = get_raw(&app, query, &[anvita, gzip]).await;
+    assert_eq!(h["content-encoding"], "gzip");
+    assert_eq!(gunzip(&gzipped), own);
+    // A small answer gains nothing: sent as it is, hit or not.
+    for _ in 0..2 {
+        let (_, h, body) = get_raw(&app, PARTNERS, &[gzip]).await;
+        assert!(h.get("content-encoding").is_none());
+        assert!(serde_json::from_slice::<Value>(&body).is_ok());
+    }
 }
 
 async fn writes_invalidate_the_kinds_they_touch(app: TestApp) {
@@ -614,6 +706,7 @@ backend_tests!(
     get_runs_queries_only,
     get_answers_are_cacheable_by_visibility_with_etags,
     cached_answers_never_cross_visibility,
+    cache_hits_are_sent_gzipped_to_clients_that_accept_it,
     writes_invalidate_the_kinds_they_touch,
     mutations_invalidate_cached_answers,
 );

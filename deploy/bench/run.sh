@@ -178,7 +178,8 @@ FLOOR_HASH=$(printf '{ __typename }' | sha256sum | cut -d' ' -f1)
 FLOOR_EXT="{\"persistedQuery\":{\"version\":1,\"sha256Hash\":\"$FLOOR_HASH\"}}"
 curl -sf "$GQL" -H 'content-type: application/json' -d "{\"query\":\"{ __typename }\",\"extensions\":$FLOOR_EXT}" >/dev/null
 FLOOR_URL="$GQL?$(python3 -c 'import sys, urllib.parse as u; print(u.urlencode({"extensions": sys.argv[1]}))' "$FLOOR_EXT")"
-PREFLIGHT=(--method GET --header "apollo-require-preflight: true")
+# As a mobile client sends them: GET, and accepting gzip (as every mobile HTTP stack does).
+PREFLIGHT=(--method GET --header "apollo-require-preflight: true" --header "accept-encoding: gzip")
 for rate in $FLOOR_RATES; do
   run "floor-get@$rate" "$FLOOR_URL" "" "$rate" "$WORK/read.tokens" "${PREFLIGHT[@]}"
   run "apq-dashboard@$rate" "$APQ_URL" "" "$rate" "$WORK/read.tokens" "${PREFLIGHT[@]}"

