@@ -149,6 +149,23 @@ if ab:
     lines.append(f"| APQ-hit path within 10% of `{{__typename}}`, {len(ab)} alternating pairs at saturation (median) | "
                  + ", ".join(f"{x:.0f} vs {y:.0f}" for x, y in ab) + f" req/s: {m * 100:.1f}% slower (from "
                  f"{min(gaps) * 100:.1f}% to {max(gaps) * 100:.1f}%) | {'yes' if m <= 0.10 else 'no'} |")
+STAGES = ["request", "admission", "database_slot", "blocking_thread", "database_work", "audit"]
+timed = [r for r in load if r.get("stages") and "@max" not in r["label"] and "dashboard" in r["label"]]
+if timed:
+    lines += ["", "## Where the time went", "",
+              "Passerelle's dashboard runs at fixed rates: per stage of a request, from its "
+              "`passerelle_stage_seconds` histograms before and after the run, the mean and the bucket "
+              "its p99 falls under (ms; `>2500` above the last). `request` is the whole of one in the "
+              "server; the client's p99 adds the network stack and the generator.", "",
+              "| run | client p99 | " + " | ".join(STAGES) + " |",
+              "| --- | ---: | " + " | ".join("---:" for _ in STAGES) + " |"]
+    def cell(st):
+        if not st or not st.get("count"):
+            return ""
+        p99 = st.get("p99_under_ms")
+        return f"{st['mean_ms']:.2f} / {'>2500' if p99 is None else f'≤{p99:g}'}"
+    for r in timed:
+        lines.append(f"| {r['label']} | {r['p99_ms']:.1f} | " + " | ".join(cell(r["stages"].get(k)) for k in STAGES) + " |")
 stolen = [r["steal_pct"] for r in load if r.get("steal_pct") is not None]
 if stolen:
     busy = [r["label"] for r in load if (r.get("steal_pct") or 0) > 10]
