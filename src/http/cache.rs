@@ -1,4 +1,5 @@
-//! The response cache (moka) and HTTP caching (`Cache-Control`, `ETag`, 304).
+//! The response cache (moka), the gzip encoding of its hits, and HTTP caching (`Cache-Control`,
+//! `ETag`, 304).
 //!
 //! An entry is keyed by the operation text and name, the variables and the caller's visibility
 //! fingerprint: the row filter (which rows it may read) and its sorted scopes. Two callers that

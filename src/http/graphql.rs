@@ -5,8 +5,8 @@
 //! 3. `extract`: CSRF check, then GET query string or POST body into requests (batches too);
 //! 4. `apq`: persisted query ids into text, trusted documents for `persisted_only` clients;
 //! 5. `limits`: tokens, parse, aliases, introspection, GET only for queries;
-//! 6. `cache`: the response cache, then execution with a timeout (of the document `limits`
-//!    parsed), then HTTP caching headers;
+//! 6. `cache`: the response cache (its hits gzip-encoded for clients that accept it), then
+//!    execution with a timeout (of the document `limits` parsed), then HTTP caching headers;
 //! 7. `order`: the answer's fields in the document's order, serialized once.
 
 use std::any::Any;
