@@ -494,14 +494,7 @@ async fn stage_count(app: &TestApp, stage: &str) -> u64 {
 async fn metrics_time_each_stage_of_a_request(app: TestApp) {
     app.seed().await;
     let token = app.token("caravan", "read").await;
-    const STAGES: [&str; 6] = [
-        "request",
-        "admission",
-        "database_slot",
-        "blocking_thread",
-        "database_work",
-        "audit",
-    ];
+    const STAGES: [&str; 6] = passerelle::metrics::STAGE_NAMES;
     let mut before = Vec::new();
     for stage in STAGES {
         before.push(stage_count(&app, stage).await);
