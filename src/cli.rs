@@ -2,7 +2,6 @@
 //! and the administration of OAuth2 clients, signing keys and data-sharing agreements.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -140,17 +139,19 @@ enum PqCommand {
     Import { file: PathBuf },
 }
 
-pub fn main() -> ExitCode {
+/// Runs the command line; returns the process's exit code: 0 on success, 1 when the command
+/// failed, 2 for a configuration that cannot be loaded.
+pub fn main() -> i32 {
     let cli = Cli::parse();
     if let Command::Schema = cli.command {
         print!("{}", crate::graphql::sdl());
-        return ExitCode::SUCCESS;
+        return 0;
     }
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("passerelle: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     init_logging(&config);
@@ -162,14 +163,15 @@ pub fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("passerelle: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return 1;
         }
     };
+    // The runtime is dropped on return, after its blocking threads have ended.
     match runtime.block_on(run(cli.command, config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("passerelle: {e:#}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
