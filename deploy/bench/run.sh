@@ -64,6 +64,13 @@ seed() { # $1 = scale
   DATABASE_URL="$PG_URL" "$BIN" seed >&2
   # Vacuumed now, so autovacuum has nothing to catch up on while the runs measure.
   psql -q "$PG_URL" -c "VACUUM ANALYZE" >/dev/null
+  # Which scale it holds, for a later run of the peer phase alone (seeded_at).
+  psql -q "$PG_ADMIN" -c "COMMENT ON DATABASE $DB IS 'scale $1'"
+}
+# The scale the bench database was seeded at, or nothing when there is none.
+seeded_at() {
+  psql -Atq "$PG_ADMIN" -c "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '$DB'" \
+    | sed -n 's/^scale //p'
 }
 
 # $1 = "raw" (response cache off: every request runs its queries) or "default" (as shipped).
@@ -197,6 +204,9 @@ stop_server
 fi
 
 if phase peer && command -v npm >/dev/null; then
+  # Run alone (PHASES=peer), it measures the main phase's database: seeded now if this machine
+  # has none at $SCALE (a fresh machine, or a scale sweep ran last).
+  phase main || [ "$(seeded_at)" = "$SCALE" ] || seed "$SCALE"
   log "peer: PostGraphile on the same database"
   (cd deploy/bench && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; })
   deploy/bench/node_modules/.bin/postgraphile -c "$PG_URL" --schema public --port "$PEER_PORT" \
