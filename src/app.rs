@@ -107,7 +107,7 @@ impl App {
             audit: AuditWriter::start(store.clone(), config.audit_reads_wait_for_flush)?,
             admission: Admission::new(
                 config.max_concurrent_requests,
-                std::time::Duration::from_millis(config.queue_timeout_ms),
+                crate::http::admission::Waits::from_config(&config),
                 config.max_queued_requests,
             ),
             persisted,

@@ -136,12 +136,17 @@ pub struct Config {
     pub execution_timeout_ms: u64,
     /// Most requests (GraphQL, import, export) handled at once; the others wait for a slot.
     pub max_concurrent_requests: usize,
-    /// How long a request may wait for a slot before it is shed with 503 `OVERLOADED`.
+    /// How long a request may wait for a slot before it is shed with 503 `OVERLOADED`, when
+    /// the queue it joins has emptied within `queue_standing_after_ms` (a burst).
     pub queue_timeout_ms: u64,
-    /// Most requests waiting for a slot at once; a request beyond them is shed at once
-    /// (0: none wait). Lower bounds memory and latency under overload; higher rides out
-    /// bursts. On 2 cores, dashboards offered 600 and 800 req/s (over capacity) peaked at 47 MiB
-    /// with 64 against 65-68 with 256, and 64 shed none of `{ __typename }` at 2,000 req/s.
+    /// How long a request may wait for a slot when the queue it joins has not emptied for
+    /// `queue_standing_after_ms` (a standing queue: the server is over capacity). Keeps the
+    /// latency of the requests admitted under sustained overload near their usual one.
+    pub queue_timeout_standing_ms: u64,
+    /// After how long without emptying the queue is standing.
+    pub queue_standing_after_ms: u64,
+    /// Most requests waiting for a slot at once in a burst, and twice as many as in a standing
+    /// queue; a request beyond them is shed at once (0: none wait). Bounds memory.
     pub max_queued_requests: usize,
     /// Lets every caller run introspection (`__schema`, `__type`); otherwise only callers with
     /// the `introspect` scope may. `serve --demo` turns it on so GraphiQL works.
@@ -369,7 +374,9 @@ impl Default for Config {
             execution_timeout_ms: 10_000,
             max_concurrent_requests: 16,
             queue_timeout_ms: 500,
-            max_queued_requests: 64,
+            queue_timeout_standing_ms: 50,
+            queue_standing_after_ms: 100,
+            max_queued_requests: 128,
             public_introspection: false,
             csrf_prevention: true,
             cors_allowed_origins: Vec::new(),

@@ -1,57 +1,115 @@
 //! Admission control: at most `max_concurrent_requests` requests are handled at once. A request
-//! that finds every slot busy waits up to `queue_timeout_ms` for one, then is shed with 503
-//! `OVERLOADED` and `Retry-After`, before its body is even read; once `max_queued_requests`
-//! already wait, it is shed at once (a queue longer than the server can drain in time only
-//! holds memory and ends in the same 503, later). Under overload the server so
-//! keeps bounded memory and answers the requests it admits at their usual latency, instead of
-//! queueing without end until every answer is late.
+//! that finds every slot busy waits for one, then is shed with 503 `OVERLOADED` and
+//! `Retry-After`, before its body is even read; once too many already wait, it is shed at once
+//! (a queue longer than the server can drain in time only holds memory and ends in the same 503,
+//! later).
+//!
+//! How long a request may wait depends on whether the queue is a burst or standing, as in CoDel
+//! (Nichols and Jacobson, "Controlling Queue Delay", ACM Queue 2012) and Facebook's adaptive
+//! queues ("Fail at Scale", ACM Queue 2015): a queue that has emptied within the last
+//! `queue_standing_after_ms` is a burst: its requests may wait up to `queue_timeout_ms`, and up
+//! to `max_queued_requests` may wait. One that has not is standing (the server is over
+//! capacity): new requests wait at most `queue_timeout_standing_ms`, and are shed at once when
+//! half of `max_queued_requests` already wait. So a short stall, at any load, is ridden out instead of answered
+//! with 503s, and under sustained overload the requests the server admits wait little and keep
+//! their usual latency, instead of queueing until every answer is late.
 //!
 //! A streamed export holds its slot until the response starts, not while it streams.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use super::graphql::error_response;
 use super::negotiate::{negotiate, Format};
 use crate::app::App;
 use crate::error::{Error, Result};
 
+/// How long requests may wait for a slot (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    /// In a burst: a queue that emptied within `standing_after`.
+    pub burst: Duration,
+    /// In a standing queue.
+    pub standing: Duration,
+    pub standing_after: Duration,
+}
+
+impl Waits {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Waits {
+            burst: Duration::from_millis(config.queue_timeout_ms),
+            standing: Duration::from_millis(config.queue_timeout_standing_ms),
+            standing_after: Duration::from_millis(config.queue_standing_after_ms),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Admission {
     slots: Arc<Semaphore>,
     max: usize,
-    wait: Duration,
+    waits: Waits,
     /// Requests waiting for a slot now, and how many may.
     queued: Arc<AtomicUsize>,
     max_queued: usize,
+    /// When the queue was last empty, in microseconds since `epoch`: when a request joined an
+    /// empty queue, or the last waiter left.
+    last_empty_us: Arc<AtomicU64>,
+    epoch: Instant,
     shed: Arc<AtomicU64>,
 }
 
 /// One place in the queue, given back however the wait ends (the client may go away too).
-struct Queued(Arc<AtomicUsize>);
+struct Queued<'a>(&'a Admission);
 
-impl Drop for Queued {
+impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.queued.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.mark_empty();
+        }
     }
 }
 
 impl Admission {
-    pub fn new(max: usize, wait: Duration, max_queued: usize) -> Self {
+    pub fn new(max: usize, waits: Waits, max_queued: usize) -> Self {
         Admission {
             slots: Arc::new(Semaphore::new(max)),
             max,
-            wait,
+            waits,
             queued: Arc::default(),
             max_queued,
+            last_empty_us: Arc::default(),
+            epoch: Instant::now(),
             shed: Arc::default(),
         }
+    }
+
+    fn since_epoch_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn mark_empty(&self) {
+        self.last_empty_us
+            .fetch_max(self.since_epoch_us(), Ordering::AcqRel);
+    }
+
+    /// Whether the queue a request joins now stands (has not emptied for `standing_after`).
+    fn standing(&self, joined_empty: bool) -> bool {
+        if joined_empty {
+            self.mark_empty();
+            return false;
+        }
+        let stood = self
+            .since_epoch_us()
+            .saturating_sub(self.last_empty_us.load(Ordering::Acquire));
+        Duration::from_micros(stood) >= self.waits.standing_after
     }
 
     fn overloaded(&self) -> Error {
@@ -65,12 +123,23 @@ impl Admission {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
+        let place = Queued(self);
+        // A standing queue is kept to half the length a burst may reach, and short waits: a
+        // request it could not serve in time is shed at once, not after waiting.
+        let (wait, longest) = if self.standing(ahead == 0) {
+            (
+                self.waits.standing.min(self.waits.burst),
+                self.max_queued / 2,
+            )
+        } else {
+            (self.waits.burst, self.max_queued)
+        };
+        if ahead >= longest {
+            drop(place);
             return Err(self.overloaded());
         }
-        let _place = Queued(self.queued.clone());
-        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(self.overloaded()),
         }
@@ -95,7 +164,7 @@ impl Admission {
 /// For `/graphql`: a shed request gets a GraphQL-shaped error body. Times the wait for a slot
 /// and the whole request ([`crate::metrics::Stages`]).
 pub async fn graphql(State(app): State<App>, request: Request, next: Next) -> Response {
-    let arrived = Instant::now();
+    let arrived = std::time::Instant::now();
     let entered = app.admission.enter().await;
     let stages = app.store.stages();
     stages.admission.observe(arrived.elapsed());
@@ -119,9 +188,17 @@ pub async fn plain(State(app): State<App>, request: Request, next: Next) -> Resp
 mod tests {
     use super::*;
 
+    fn waits(burst_ms: u64, standing_ms: u64, standing_after_ms: u64) -> Waits {
+        Waits {
+            burst: Duration::from_millis(burst_ms),
+            standing: Duration::from_millis(standing_ms),
+            standing_after: Duration::from_millis(standing_after_ms),
+        }
+    }
+
     #[tokio::test]
     async fn sheds_once_every_slot_stays_busy() {
-        let admission = Admission::new(2, Duration::from_millis(20), 8);
+        let admission = Admission::new(2, waits(20, 20, 100), 8);
         let a = admission.enter().await.ok();
         let b = admission.enter().await.ok();
         assert!(a.is_some() && b.is_some());
@@ -141,7 +218,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_sheds_at_once() {
-        let admission = Admission::new(1, Duration::from_secs(30), 2);
+        let admission = Admission::new(1, waits(30_000, 30_000, 100), 2);
         let _busy = admission.enter().await.ok();
         // Two wait (the queue's length); the third is shed without waiting its 30 s.
         let waiters: Vec<_> = (0..2)
@@ -162,6 +239,82 @@ mod tests {
             w.abort();
         }
         for w in waiters {
+            let _ = w.await;
+        }
+        assert_eq!(admission.queued(), 0);
+    }
+
+    /// Takes a slot in a task of its own, as a request would, and reports how its wait ended.
+    fn waiter(admission: &Admission) -> tokio::task::JoinHandle<bool> {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.enter().await.is_ok() })
+    }
+
+    async fn until_queued(admission: &Admission, n: usize) {
+        while admission.queued() < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_waits_as_long_as_queue_timeout() {
+        let admission = Admission::new(1, waits(500, 50, 100), 8);
+        let busy = admission.enter().await.ok();
+        // Each joins a queue that emptied moments ago: a burst, whose requests may wait 500 ms.
+        let first = waiter(&admission);
+        until_queued(&admission, 1).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let second = waiter(&admission);
+        until_queued(&admission, 2).await;
+        // The slot frees after 300 ms: past the standing queue's 50, within the burst's 500.
+        tokio::time::sleep(Duration::from_millis(240)).await;
+        drop(busy);
+        assert!(first.await.unwrap());
+        assert!(second.await.unwrap());
+        assert_eq!(admission.shed(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standing_queue_sheds_new_requests_after_the_short_wait() {
+        let admission = Admission::new(1, waits(30_000, 50, 100), 8);
+        let busy = admission.enter().await.ok();
+        let early = waiter(&admission);
+        until_queued(&admission, 1).await;
+        // The queue has not emptied for 150 ms: it is standing.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let started = Instant::now();
+        assert!(matches!(admission.enter().await, Err(Error::Overloaded)));
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        assert_eq!(admission.shed(), 1);
+        // The request that joined during the burst keeps its own, longer wait.
+        drop(busy);
+        assert!(early.await.unwrap());
+        // Once the queue has emptied, the next one is a burst again.
+        let busy = admission.enter().await.ok();
+        let next = waiter(&admission);
+        until_queued(&admission, 1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(busy);
+        assert!(next.await.unwrap());
+        assert_eq!(admission.shed(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standing_queue_holds_half_as_many_as_a_burst() {
+        let admission = Admission::new(1, waits(30_000, 50, 100), 4);
+        let _busy = admission.enter().await.ok();
+        // A burst: four may wait.
+        let burst: Vec<_> = (0..4).map(|_| waiter(&admission)).collect();
+        until_queued(&admission, 4).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Standing now, with four waiting: a fifth is shed at once, not after its 50 ms.
+        let started = Instant::now();
+        assert!(matches!(admission.enter().await, Err(Error::Overloaded)));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        for w in &burst {
+            w.abort();
+        }
+        for w in burst {
             let _ = w.await;
         }
         assert_eq!(admission.queued(), 0);
