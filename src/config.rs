@@ -140,8 +140,10 @@ pub struct Config {
     /// the queue it joins has emptied within `queue_standing_after_ms` (a burst).
     pub queue_timeout_ms: u64,
     /// How long a request may wait for a slot when the queue it joins has not emptied for
-    /// `queue_standing_after_ms` (a standing queue: the server is over capacity). Keeps the
-    /// latency of the requests admitted under sustained overload near their usual one.
+    /// `queue_standing_after_ms` (a standing queue: the server is over capacity). Lower keeps
+    /// the latency of fast requests admitted under sustained overload near their usual one, but
+    /// sheds any request that takes longer than it to serve: at 50 ms, 90% of research
+    /// aggregates (about 450 ms each) were shed at saturation.
     pub queue_timeout_standing_ms: u64,
     /// After how long without emptying the queue is standing.
     pub queue_standing_after_ms: u64,
@@ -374,7 +376,7 @@ impl Default for Config {
             execution_timeout_ms: 10_000,
             max_concurrent_requests: 16,
             queue_timeout_ms: 500,
-            queue_timeout_standing_ms: 50,
+            queue_timeout_standing_ms: 500,
             queue_standing_after_ms: 100,
             max_queued_requests: 128,
             public_introspection: false,
