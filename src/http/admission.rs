@@ -10,9 +10,11 @@
 //! `queue_standing_after_ms` is a burst: its requests may wait up to `queue_timeout_ms`, and up
 //! to `max_queued_requests` may wait. One that has not is standing (the server is over
 //! capacity): new requests wait at most `queue_timeout_standing_ms`, and are shed at once when
-//! half of `max_queued_requests` already wait. So a short stall, at any load, is ridden out
-//! instead of answered with 503s, and under sustained overload the requests the server admits
-//! wait little and keep their usual latency, instead of queueing until every answer is late.
+//! half of `max_queued_requests` already wait. So a short stall, at any load, is ridden out with
+//! the whole queue instead of answered with 503s, and sustained overload gets half of it, so the
+//! requests the server admits then wait half as long. `queue_timeout_standing_ms` ships equal to
+//! `queue_timeout_ms`: lower suits a server of fast queries only, as it sheds every request that
+//! takes longer than it to serve.
 //!
 //! A streamed export holds its slot until the response starts, not while it streams.
 
