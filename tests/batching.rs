@@ -129,7 +129,10 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
             let w = writer("bulk");
             writes::upsert_partner(c, &partner("bulk"), "t")?;
             for i in 0..3 {
-                let a = action(&format!("bulk-action-{i}"), "bulk", Visibility::Public);
+                let mut a = action(&format!("bulk-action-{i}"), "bulk", Visibility::Public);
+                a.summary = Some("Summed up".into());
+                a.schedule = Some("Weekly".into());
+                a.website = Some("https://example.org/bulk".into());
                 writes::upsert_action(c, &w, &a, "t")?;
                 // Secondary values unlike the placeholders of a brief read (no statement,
                 // QUALITATIVE, PRIVATE; an actor of kind OTHER with no acronym or territory).
@@ -145,18 +148,15 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
                 member.acronym = Some("ACR".into());
                 member.territory_code = Some("38185".into());
                 writes::upsert_actor(c, &w, &member, "t")?;
-                writes::upsert_partnership(
-                    c,
-                    &w,
-                    &partnership(
-                        &format!("bulk-partnership-{i}"),
-                        "bulk",
-                        Some(&a.id),
-                        &[&member.id],
-                        Visibility::Public,
-                    ),
-                    "t",
-                )?;
+                let mut p = partnership(
+                    &format!("bulk-partnership-{i}"),
+                    "bulk",
+                    Some(&a.id),
+                    &[&member.id],
+                    Visibility::Public,
+                );
+                p.description = Some("Described".into());
+                writes::upsert_partnership(c, &w, &p, "t")?;
             }
             Ok(())
         })
@@ -275,6 +275,45 @@ async fn satellite_rows_are_read_only_when_the_document_names_them(app: TestApp)
         assert_eq!(a["acronym"], "ACR", "{body}");
         assert_eq!(a["territoryCode"], "38185", "{body}");
         assert_eq!(a["visibility"], "PUBLIC", "{body}");
+    }
+    // So are the page's actions' summary, schedule, website and provenance, and the
+    // partnerships' description: a dashboard reads none of them; named, they come whole.
+    let (core, body) =
+        cost("{ actions { nodes { title status startsOn partnerships { name members { actor { name } } } } } }").await;
+    let nodes = body["data"]["actions"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{body}");
+    for node in nodes {
+        assert!(node["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Action bulk-action-"));
+        assert_eq!(node["status"], "ACTIVE", "{body}");
+        assert_eq!(node["startsOn"], "2020-01", "{body}");
+        assert!(node["partnerships"][0]["name"].is_string(), "{body}");
+    }
+    let (named, body) = cost(
+        "{ actions { nodes { title ...More partnerships { name description members { actor { name } } } } } }
+         fragment More on Action { summary schedule website }",
+    )
+    .await;
+    assert_eq!(named, core, "the same statements, with more columns");
+    let nodes = body["data"]["actions"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{body}");
+    for node in nodes {
+        assert_eq!(node["summary"], "Summed up", "{body}");
+        assert_eq!(node["schedule"], "Weekly", "{body}");
+        assert_eq!(node["website"], "https://example.org/bulk", "{body}");
+        assert_eq!(
+            node["partnerships"][0]["description"], "Described",
+            "{body}"
+        );
+    }
+    let (named, body) =
+        cost("{ actions { nodes { title provenance { source importedAt } } } }").await;
+    assert_eq!(named, core - 1, "no partnerships read");
+    for node in body["data"]["actions"]["nodes"].as_array().unwrap() {
+        assert_eq!(node["provenance"]["source"], "test", "{body}");
+        assert_ne!(node["provenance"]["importedAt"], "", "{body}");
     }
 }
 

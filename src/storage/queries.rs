@@ -133,19 +133,24 @@ pub struct Detail {
     pub places: bool,
     pub disaggregations: bool,
     pub provenance: bool,
-    /// Outcomes' columns beyond id, owner, action, indicator, value and unit (on every read
-    /// that takes a `Detail`), and the columns of the members' actors read with a page of
-    /// actions beyond id, owner and name.
+    /// Outcomes' columns beyond id, owner, action, indicator, value and unit, and actions'
+    /// summary, schedule and website (on every read that takes a `Detail`; actions' provenance
+    /// columns are read with either this or `provenance`), and the members' actors' columns
+    /// beyond id, owner and name and the partnerships' description, read with a page of actions.
     /// A dashboard names none of them: without them an outcome is 6 values instead of 11 and
     /// an actor 3 instead of 11, and the whole request costs 8 to 13% less CPU (README,
     /// Benchmarks).
     pub secondary: bool,
 }
 
-/// The fields of `Outcome` and `Actor` that read a secondary column ([`Detail::secondary`]).
+/// The fields of `Action`, `Outcome`, `Actor` and `Partnership` that read a secondary column
+/// ([`Detail::secondary`]).
 /// `tests/schema.rs` checks this list against the schema: a new field of either type must be
 /// listed here or in that test's core list.
 pub const SECONDARY_FIELDS: &[&str] = &[
+    // Action (and `website`, `kind` and `visibility` below, which widen for it too)
+    "summary",
+    "schedule",
     // Outcome
     "measure",
     "statement",
@@ -341,6 +346,26 @@ fn action_query(rf: &RowFilter, q: &ActionQuery) -> actions::BoxedQuery<'static,
     apply_period!(query, actions, &q.period)
 }
 
+/// The actions `$query` selects, read with the columns `$detail` asks for: all of them for a
+/// document that names a secondary field or `provenance`, the core ones otherwise.
+macro_rules! load_actions {
+    ($query:expr, $detail:expr, $conn:expr) => {{
+        let detail: Detail = $detail;
+        if detail.secondary || detail.provenance {
+            $query
+                .select(ActionRecord::as_select())
+                .load::<ActionRecord>($conn)?
+        } else {
+            $query
+                .select(ActionCore::as_select())
+                .load::<ActionCore>($conn)?
+                .into_iter()
+                .map(ActionRecord::from)
+                .collect::<Vec<ActionRecord>>()
+        }
+    }};
+}
+
 /// Loads the themes and places of the given action rows (as far as `detail` asks): one statement
 /// each whatever their number.
 fn hydrate_actions(
@@ -390,14 +415,16 @@ pub fn actions_page(
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Action)>> {
     let rows: Vec<ActionRecord> = match sort {
-        ActionSort::Title => apply_page!(action_query(rf, q), actions::title, actions::id, page)
-            .select(ActionRecord::as_select())
-            .load(conn)?,
-        ActionSort::Start => {
-            apply_page!(action_query(rf, q), actions::sort_start, actions::id, page)
-                .select(ActionRecord::as_select())
-                .load(conn)?
-        }
+        ActionSort::Title => load_actions!(
+            apply_page!(action_query(rf, q), actions::title, actions::id, page),
+            detail,
+            conn
+        ),
+        ActionSort::Start => load_actions!(
+            apply_page!(action_query(rf, q), actions::sort_start, actions::id, page),
+            detail,
+            conn
+        ),
     };
     let keys: Vec<String> = rows
         .iter()
@@ -422,11 +449,13 @@ pub fn actions_by_ids(
     detail: Detail,
     ids: &[String],
 ) -> Result<Vec<domain::Action>> {
-    let rows: Vec<ActionRecord> = actions::table
-        .filter(visible_to!(actions, rf))
-        .filter(actions::id.eq_any(ids))
-        .select(ActionRecord::as_select())
-        .load(conn)?;
+    let rows = load_actions!(
+        actions::table
+            .filter(visible_to!(actions, rf))
+            .filter(actions::id.eq_any(ids)),
+        detail,
+        conn
+    );
     hydrate_actions(conn, detail, rows)
 }
 
@@ -437,12 +466,14 @@ pub fn actions_by_parents(
     detail: Detail,
     parents: &[String],
 ) -> Result<Vec<domain::Action>> {
-    let rows: Vec<ActionRecord> = actions::table
-        .filter(visible_to!(actions, rf))
-        .filter(actions::parent_action_id.eq_any(parents))
-        .order_by((actions::sort_start, actions::id))
-        .select(ActionRecord::as_select())
-        .load(conn)?;
+    let rows = load_actions!(
+        actions::table
+            .filter(visible_to!(actions, rf))
+            .filter(actions::parent_action_id.eq_any(parents))
+            .order_by((actions::sort_start, actions::id)),
+        detail,
+        conn
+    );
     hydrate_actions(conn, detail, rows)
 }
 
@@ -842,7 +873,7 @@ pub fn partnerships_with_actors(
     } else if detail.secondary {
         read_as!(PartnershipBrief, ActorBrief)
     } else {
-        read_as!(PartnershipBrief, ActorCore)
+        read_as!(PartnershipCore, ActorCore)
     }
 }
 

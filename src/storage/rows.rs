@@ -266,6 +266,50 @@ pub struct ActionRecord {
     pub updated_at: String,
 }
 
+/// An action's core columns (all but its summary, schedule, website and provenance), for reads
+/// whose document names none of the others (see `Detail::secondary`): a page of actions read
+/// this way is about a third of the bytes.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = actions)]
+pub struct ActionCore {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub kind: String,
+    pub title: String,
+    pub status: Option<String>,
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    pub sort_start: String,
+    pub parent_action_id: Option<String>,
+    pub visibility: String,
+}
+
+impl From<ActionCore> for ActionRecord {
+    /// The columns not read get placeholders that no resolver of that document reads: no
+    /// summary, schedule or website, an empty provenance.
+    fn from(core: ActionCore) -> Self {
+        ActionRecord {
+            id: core.id,
+            owner_partner_id: core.owner_partner_id,
+            kind: core.kind,
+            title: core.title,
+            summary: None,
+            status: core.status,
+            starts_on: core.starts_on,
+            ends_on: core.ends_on,
+            sort_start: core.sort_start,
+            schedule: None,
+            parent_action_id: core.parent_action_id,
+            website: None,
+            visibility: core.visibility,
+            source: String::new(),
+            source_ref: None,
+            imported_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+}
+
 /// Sorts actions with no known start after all dated ones.
 pub const UNKNOWN_START: &str = "9999-12-31";
 
@@ -599,6 +643,37 @@ pub struct PartnershipBrief {
     pub starts_on: Option<String>,
     pub ends_on: Option<String>,
     pub visibility: String,
+}
+
+/// A partnership's core columns (all but its description and provenance), for reads whose
+/// document names neither (see `Detail::secondary`).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = partnerships)]
+pub struct PartnershipCore {
+    pub id: String,
+    pub owner_partner_id: String,
+    pub action_id: Option<String>,
+    pub name: String,
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    pub visibility: String,
+}
+
+impl From<PartnershipCore> for PartnershipRecord {
+    /// No description and an empty provenance, which no resolver of that document reads.
+    fn from(core: PartnershipCore) -> Self {
+        PartnershipBrief {
+            id: core.id,
+            owner_partner_id: core.owner_partner_id,
+            action_id: core.action_id,
+            name: core.name,
+            description: None,
+            starts_on: core.starts_on,
+            ends_on: core.ends_on,
+            visibility: core.visibility,
+        }
+        .into()
+    }
 }
 
 impl From<PartnershipBrief> for PartnershipRecord {
