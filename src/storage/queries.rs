@@ -137,18 +137,21 @@ pub struct Detail {
     /// summary, schedule and website (on every read that takes a `Detail`; actions' provenance
     /// columns are read with either this or `provenance`), and the members' actors' columns
     /// beyond id, owner and name and the partnerships' description, read with a page of actions.
-    /// A dashboard names none of them: without them an outcome is 6 values instead of 11 and
-    /// an actor 3 instead of 11, and the whole request costs 8 to 13% less CPU (README,
-    /// Benchmarks).
+    /// A dashboard names none of them: without them an outcome is 6 values instead of 11, an
+    /// actor 3 instead of 11 and an action 10 instead of 17; the whole request cost 8 to 13%
+    /// less CPU for outcomes and actors, about 4% less again for actions and partnerships
+    /// (README, Performance by design).
     pub secondary: bool,
 }
 
 /// The fields of `Action`, `Outcome`, `Actor` and `Partnership` that read a secondary column
 /// ([`Detail::secondary`]).
-/// `tests/schema.rs` checks this list against the schema: a new field of either type must be
-/// listed here or in that test's core list.
+/// `tests/schema.rs` checks this list against the schema: a new field of any of these types
+/// must be listed here or in that test's core list. A name is listed once, whatever the types
+/// it widens the read for: naming `kind` or `parent`, say, widens actions' reads as well as
+/// actors', which costs columns, never answers.
 pub const SECONDARY_FIELDS: &[&str] = &[
-    // Action (and `website`, `kind` and `visibility` below, which widen for it too)
+    // Action
     "summary",
     "schedule",
     // Outcome
@@ -157,7 +160,7 @@ pub const SECONDARY_FIELDS: &[&str] = &[
     "periodStart",
     "periodEnd",
     "visibility",
-    // Actor
+    // Actor (`description` for Partnership too, `website` for Action too)
     "kind",
     "acronym",
     "description",
