@@ -209,11 +209,7 @@ mod tests {
         assert_eq!(admission.shed(), 1);
         drop(a);
         // A freed slot admits the next request, even one already waiting.
-        let waiting = tokio::spawn({
-            let admission = admission.clone();
-            async move { admission.enter().await.is_ok() }
-        });
-        assert!(waiting.await.unwrap_or(false));
+        assert!(waiter(&admission).await.unwrap_or(false));
         assert_eq!(admission.shed(), 1);
         assert_eq!(admission.queued(), 0);
     }
@@ -223,26 +219,14 @@ mod tests {
         let admission = Admission::new(1, waits(30_000, 30_000, 100), 2);
         let _busy = admission.enter().await.ok();
         // Two wait (the queue's length); the third is shed without waiting its 30 s.
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let admission = admission.clone();
-                tokio::spawn(async move { admission.enter().await.is_ok() })
-            })
-            .collect();
-        while admission.queued() < 2 {
-            tokio::task::yield_now().await;
-        }
+        let waiters: Vec<_> = (0..2).map(|_| waiter(&admission)).collect();
+        until_queued(&admission, 2).await;
         let started = std::time::Instant::now();
         assert!(matches!(admission.enter().await, Err(Error::Overloaded)));
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!((admission.shed(), admission.queued()), (1, 2));
         // A waiter that goes away gives its place back.
-        for w in &waiters {
-            w.abort();
-        }
-        for w in waiters {
-            let _ = w.await;
-        }
+        give_up(waiters).await;
         assert_eq!(admission.queued(), 0);
     }
 
@@ -255,6 +239,16 @@ mod tests {
     async fn until_queued(admission: &Admission, n: usize) {
         while admission.queued() < n {
             tokio::task::yield_now().await;
+        }
+    }
+
+    /// Their clients go away: each waiter is dropped, as a closed connection drops its request.
+    async fn give_up(waiters: Vec<tokio::task::JoinHandle<bool>>) {
+        for w in &waiters {
+            w.abort();
+        }
+        for w in waiters {
+            let _ = w.await;
         }
     }
 
@@ -313,12 +307,7 @@ mod tests {
         let started = Instant::now();
         assert!(matches!(admission.enter().await, Err(Error::Overloaded)));
         assert_eq!(started.elapsed(), Duration::ZERO);
-        for w in &burst {
-            w.abort();
-        }
-        for w in burst {
-            let _ = w.await;
-        }
+        give_up(burst).await;
         assert_eq!(admission.queued(), 0);
     }
 }
