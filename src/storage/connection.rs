@@ -18,6 +18,31 @@ pub enum AnyConnection {
     Sqlite(SqliteConnection),
 }
 
+/// Runs `$body` on the backend's own connection, `$c`, with `$db` naming its backend type
+/// (`Pg` or `Sqlite`): the body is written once and compiled for each. A query built there
+/// skips `MultiBackend`, which serialises a query's SQL again on each walk of it (its cache key
+/// and its binds) and decodes every value through a dispatch; a query without a variable
+/// number of parts is then prepared once per connection and its SQL never rebuilt. The
+/// statement counter is the backend connection's own instrumentation, so counts are unchanged.
+macro_rules! natively {
+    ($conn:expr, |$c:ident: $db:ident| $body:expr) => {
+        match $conn {
+            $crate::storage::AnyConnection::Postgresql($c) => {
+                #[allow(dead_code)]
+                type $db = diesel::pg::Pg;
+                $body
+            }
+            $crate::storage::AnyConnection::Sqlite($c) => {
+                #[allow(dead_code)]
+                type $db = diesel::sqlite::Sqlite;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use natively;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

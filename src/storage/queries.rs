@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::connection::MultiBackend;
+use super::connection::{natively, MultiBackend};
 use super::rows::*;
 use super::schema::*;
 use super::visibility::visible_to;
@@ -305,48 +305,61 @@ pub struct ActionQuery {
     pub parent: Option<String>,
 }
 
+/// `rf`'s visible actions that `q` selects, as a boxed query for backend `$db`: `MultiBackend`,
+/// or a backend's own inside [`natively!`].
+macro_rules! action_query {
+    ($rf:expr, $q:expr, $db:ty) => {{
+        let rf: &RowFilter = $rf;
+        let q: &ActionQuery = $q;
+        let mut query = actions::table
+            .filter(visible_to!(actions, rf))
+            .into_boxed::<$db>();
+        match q.owners.as_slice() {
+            [] => {}
+            // An equality, not `= ANY` of one: only then does the database read a partner's page
+            // in order from `actions_owner_title_idx` or `actions_owner_start_idx` (a dashboard's
+            // query), rather than walk the whole ordering and skip other partners' rows.
+            [one] => query = query.filter(actions::owner_partner_id.eq(one.clone())),
+            many => query = query.filter(actions::owner_partner_id.eq_any(many.to_vec())),
+        }
+        if !q.kinds.is_empty() {
+            query = query.filter(
+                actions::kind.eq_any(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+            );
+        }
+        if !q.statuses.is_empty() {
+            query = query.filter(
+                actions::status.eq_any(q.statuses.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(t) = &q.territory {
+            let places = action_places::table
+                .filter(action_places::insee_code.like(territory_pattern(t)))
+                .select(action_places::action_id);
+            query = query.filter(actions::id.eq_any(places));
+        }
+        if !q.themes.is_empty() {
+            let themed = action_themes::table
+                .filter(action_themes::theme.eq_any(q.themes.clone()))
+                .select(action_themes::action_id);
+            query = query.filter(actions::id.eq_any(themed));
+        }
+        if let Some(text) = &q.text {
+            query = query.filter(
+                actions::search_text
+                    .like(contains_pattern(text))
+                    .escape('\\'),
+            );
+        }
+        if let Some(parent) = &q.parent {
+            query = query.filter(actions::parent_action_id.eq(parent.clone()));
+        }
+        apply_period!(query, actions, &q.period)
+    }};
+}
+
 fn action_query(rf: &RowFilter, q: &ActionQuery) -> actions::BoxedQuery<'static, MultiBackend> {
-    let mut query = actions::table.filter(visible_to!(actions, rf)).into_boxed();
-    match q.owners.as_slice() {
-        [] => {}
-        // An equality, not `= ANY` of one: only then does the database read a partner's page
-        // in order from `actions_owner_title_idx` or `actions_owner_start_idx` (a dashboard's
-        // query), rather than walk the whole ordering and skip other partners' rows.
-        [one] => query = query.filter(actions::owner_partner_id.eq(one.clone())),
-        many => query = query.filter(actions::owner_partner_id.eq_any(many.to_vec())),
-    }
-    if !q.kinds.is_empty() {
-        query = query
-            .filter(actions::kind.eq_any(q.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()));
-    }
-    if !q.statuses.is_empty() {
-        query = query.filter(
-            actions::status.eq_any(q.statuses.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
-        );
-    }
-    if let Some(t) = &q.territory {
-        let places = action_places::table
-            .filter(action_places::insee_code.like(territory_pattern(t)))
-            .select(action_places::action_id);
-        query = query.filter(actions::id.eq_any(places));
-    }
-    if !q.themes.is_empty() {
-        let themed = action_themes::table
-            .filter(action_themes::theme.eq_any(q.themes.clone()))
-            .select(action_themes::action_id);
-        query = query.filter(actions::id.eq_any(themed));
-    }
-    if let Some(text) = &q.text {
-        query = query.filter(
-            actions::search_text
-                .like(contains_pattern(text))
-                .escape('\\'),
-        );
-    }
-    if let Some(parent) = &q.parent {
-        query = query.filter(actions::parent_action_id.eq(parent.clone()));
-    }
-    apply_period!(query, actions, &q.period)
+    action_query!(rf, q, MultiBackend)
 }
 
 /// The actions `$query` selects, read with the columns `$detail` asks for: all of them for a
@@ -417,18 +430,24 @@ pub fn actions_page(
     sort: ActionSort,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Action)>> {
-    let rows: Vec<ActionRecord> = match sort {
+    // On the backend's own connection: a dashboard's page, read at every request.
+    let rows: Vec<ActionRecord> = natively!(conn, |c: Db| match sort {
         ActionSort::Title => load_actions!(
-            apply_page!(action_query(rf, q), actions::title, actions::id, page),
+            apply_page!(action_query!(rf, q, Db), actions::title, actions::id, page),
             detail,
-            conn
+            c
         ),
         ActionSort::Start => load_actions!(
-            apply_page!(action_query(rf, q), actions::sort_start, actions::id, page),
+            apply_page!(
+                action_query!(rf, q, Db),
+                actions::sort_start,
+                actions::id,
+                page
+            ),
             detail,
-            conn
+            c
         ),
-    };
+    });
     let keys: Vec<String> = rows
         .iter()
         .map(|r| match sort {
@@ -546,31 +565,34 @@ fn outcome_query(rf: &RowFilter, q: &OutcomeQuery) -> outcomes::BoxedQuery<'stat
     apply_period!(query, outcomes, &q.period)
 }
 
-/// The outcome records `query` selects: with their provenance only when `detail` asks for it
+/// The outcome records `$query` selects: with their provenance only when `$detail` asks for it
 /// (otherwise `OutcomeRecord::provenance` is empty), and with their secondary columns only when
-/// it asks for those or for provenance (otherwise the placeholders of `OutcomeCore`).
-fn load_outcomes(
-    conn: &mut AnyConnection,
-    detail: Detail,
-    query: outcomes::BoxedQuery<'static, MultiBackend>,
-) -> Result<Vec<OutcomeRecord>> {
-    Ok(if detail.provenance {
-        query.select(OutcomeRecord::as_select()).load(conn)?
-    } else if detail.secondary {
-        query
-            .select(OutcomeBrief::as_select())
-            .load::<OutcomeBrief>(conn)?
-            .into_iter()
-            .map(OutcomeRecord::from)
-            .collect()
-    } else {
-        query
-            .select(OutcomeCore::as_select())
-            .load::<OutcomeCore>(conn)?
-            .into_iter()
-            .map(OutcomeRecord::from)
-            .collect()
-    })
+/// it asks for those or for provenance (otherwise the placeholders of `OutcomeCore`). A macro,
+/// so that `$conn` may be either `AnyConnection` or a backend's own ([`natively!`]).
+macro_rules! load_outcomes {
+    ($query:expr, $detail:expr, $conn:expr) => {{
+        let detail: Detail = $detail;
+        let query = $query;
+        if detail.provenance {
+            query
+                .select(OutcomeRecord::as_select())
+                .load::<OutcomeRecord>($conn)?
+        } else if detail.secondary {
+            query
+                .select(OutcomeBrief::as_select())
+                .load::<OutcomeBrief>($conn)?
+                .into_iter()
+                .map(OutcomeRecord::from)
+                .collect::<Vec<OutcomeRecord>>()
+        } else {
+            query
+                .select(OutcomeCore::as_select())
+                .load::<OutcomeCore>($conn)?
+                .into_iter()
+                .map(OutcomeRecord::from)
+                .collect::<Vec<OutcomeRecord>>()
+        }
+    }};
 }
 
 fn hydrate_outcomes(
@@ -622,7 +644,7 @@ pub fn outcomes_page(
         outcomes::id,
         page
     );
-    let rows = load_outcomes(conn, detail, query)?;
+    let rows = load_outcomes!(query, detail, conn);
     let keys: Vec<String> = rows.iter().map(|r| r.brief.indicator.clone()).collect();
     Ok(keys
         .into_iter()
@@ -642,7 +664,7 @@ pub fn outcomes_by_ids(
 ) -> Result<Vec<domain::Outcome>> {
     let q = OutcomeQuery::default();
     let query = outcome_query(rf, &q).filter(outcomes::id.eq_any(ids.to_vec()));
-    let rows = load_outcomes(conn, detail, query)?;
+    let rows = load_outcomes!(query, detail, conn);
     hydrate_outcomes(conn, detail, rows)
 }
 
@@ -658,7 +680,7 @@ pub fn outcomes_by_actions(
         action_ids: action_ids.to_vec(),
         ..Default::default()
     };
-    let rows = load_outcomes(conn, detail, outcome_query(rf, &q))?;
+    let rows = load_outcomes!(outcome_query(rf, &q), detail, conn);
     hydrate_outcomes(conn, detail, by_indicator(rows))
 }
 
@@ -672,11 +694,15 @@ pub fn outcomes_of_read_actions(
     detail: Detail,
     read_action_ids: &[String],
 ) -> Result<Vec<domain::Outcome>> {
-    let query = outcomes::table
-        .filter(visible_to!(outcomes, rf))
-        .filter(outcomes::action_id.eq_any(read_action_ids.to_vec()))
-        .into_boxed();
-    let rows = load_outcomes(conn, detail, query)?;
+    // Not boxed, and on the backend's own connection: on PostgreSQL the ids are one array
+    // parameter, so the statement's SQL is built once per connection, not at each request.
+    let rows = natively!(conn, |c: Db| load_outcomes!(
+        outcomes::table
+            .filter(visible_to!(outcomes, rf))
+            .filter(outcomes::action_id.eq_any(read_action_ids)),
+        detail,
+        c
+    ));
     hydrate_outcomes(conn, detail, by_indicator(rows))
 }
 
@@ -844,31 +870,34 @@ pub fn partnerships_with_actors(
     detail: Detail,
     q: &PartnershipQuery,
 ) -> Result<(Vec<domain::Partnership>, Vec<domain::Actor>)> {
-    let visible_member = actors::id
-        .eq(partnership_members::actor_id)
-        .and(visible_to!(actors, rf));
-    let query = partnership_filters!(
-        partnerships::table
-            .left_join(partnership_members::table)
-            .left_join(actors::table.on(visible_member))
-            .into_boxed(),
-        rf,
-        q
-    );
-    // The same join read into the row types `detail` asks for, then made whole records.
+    // The same join, on the backend's own connection, read into the row types `detail` asks
+    // for, then made whole records.
     macro_rules! read_as {
         ($partnership:ty, $actor:ty) => {{
-            let rows: Vec<($partnership, Option<MemberRow>, Option<$actor>)> = query
-                .select((
-                    <$partnership>::as_select(),
-                    Option::<MemberRow>::as_select(),
-                    Option::<$actor>::as_select(),
-                ))
-                .load(conn)?;
-            group_members(
-                rows.into_iter()
-                    .map(|(p, m, a)| (PartnershipRecord::from(p), m, a.map(ActorRecord::from))),
-            )
+            natively!(conn, |c: Db| {
+                let visible_member = actors::id
+                    .eq(partnership_members::actor_id)
+                    .and(visible_to!(actors, rf));
+                let query = partnership_filters!(
+                    partnerships::table
+                        .left_join(partnership_members::table)
+                        .left_join(actors::table.on(visible_member))
+                        .into_boxed::<Db>(),
+                    rf,
+                    q
+                );
+                let rows: Vec<($partnership, Option<MemberRow>, Option<$actor>)> = query
+                    .select((
+                        <$partnership>::as_select(),
+                        Option::<MemberRow>::as_select(),
+                        Option::<$actor>::as_select(),
+                    ))
+                    .load(c)?;
+                group_members(
+                    rows.into_iter()
+                        .map(|(p, m, a)| (PartnershipRecord::from(p), m, a.map(ActorRecord::from))),
+                )
+            })
         }};
     }
     if detail.provenance {

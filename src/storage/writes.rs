@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use sha2::{Digest, Sha256};
 
+use super::connection::natively;
 use super::rows::*;
 use super::schema::*;
 use super::visibility::visible_to;
@@ -459,14 +460,13 @@ pub fn upsert_partnership(
     })
 }
 
-/// Many rows in one INSERT. `MultiConnection` does not offer batch inserts, so this dispatches
-/// to the backend's own connection; the rows are the same on both.
+/// Many rows in one INSERT. `MultiConnection` does not offer batch inserts, so this runs on the
+/// backend's own connection; the rows are the same on both.
 macro_rules! bulk_insert {
     ($conn:expr, $table:expr, $rows:expr) => {
-        match $conn {
-            AnyConnection::Sqlite(c) => diesel::insert_into($table).values($rows).execute(c),
-            AnyConnection::Postgresql(c) => diesel::insert_into($table).values($rows).execute(c),
-        }
+        natively!($conn, |c: Db| diesel::insert_into($table)
+            .values($rows)
+            .execute(c))
     };
 }
 
