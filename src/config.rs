@@ -145,10 +145,12 @@ pub struct Config {
     /// sheds any request that takes longer than it to serve: at 50 ms, 90% of research
     /// aggregates (about 450 ms each) were shed at saturation.
     pub queue_timeout_standing_ms: u64,
-    /// After how long without emptying the queue is standing.
+    /// After how long without emptying the queue is standing; a standing queue then holds as
+    /// many requests as the server admitted in the last such span (from half of
+    /// `max_queued_requests` to all of it).
     pub queue_standing_after_ms: u64,
-    /// Most requests waiting for a slot at once in a burst, and twice as many as in a standing
-    /// queue; a request beyond them is shed at once (0: none wait). Bounds memory.
+    /// Most requests waiting for a slot at once in a burst, and in a standing queue at least
+    /// half as many; a request beyond them is shed at once (0: none wait). Bounds memory.
     pub max_queued_requests: usize,
     /// Lets every caller run introspection (`__schema`, `__type`); otherwise only callers with
     /// the `introspect` scope may. `serve --demo` turns it on so GraphiQL works.
