@@ -21,9 +21,8 @@ pub enum AnyConnection {
 /// Runs `$body` on the backend's own connection, `$c`, with `$db` naming its backend type
 /// (`Pg` or `Sqlite`): the body is written once and compiled for each. A query built there
 /// skips `MultiBackend`, which serialises a query's SQL again on each walk of it (its cache key
-/// and its binds) and decodes every value through a dispatch; a query without a variable
-/// number of parts is then prepared once per connection and its SQL never rebuilt. The
-/// statement counter is the backend connection's own instrumentation, so counts are unchanged.
+/// and its binds) and decodes every value through a dispatch; here its SQL is written once per
+/// execution, as the key of the connection's prepared statements. The statement counter is the backend connection's own instrumentation, so counts are unchanged.
 macro_rules! natively {
     ($conn:expr, |$c:ident: $db:ident| $body:expr) => {
         match $conn {

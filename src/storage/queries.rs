@@ -694,8 +694,9 @@ pub fn outcomes_of_read_actions(
     detail: Detail,
     read_action_ids: &[String],
 ) -> Result<Vec<domain::Outcome>> {
-    // Not boxed, and on the backend's own connection: on PostgreSQL the ids are one array
-    // parameter, so the statement's SQL is built once per connection, not at each request.
+    // On the backend's own connection. On PostgreSQL the ids are one array parameter, so the
+    // statement is the same whatever the page's size, prepared once per connection (its SQL is
+    // still written at each execution: diesel gives a list of values no static identity).
     let rows = natively!(conn, |c: Db| load_outcomes!(
         outcomes::table
             .filter(visible_to!(outcomes, rf))
