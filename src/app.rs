@@ -104,7 +104,11 @@ impl App {
             response_cache: ResponseCache::new(&config, store.clone()),
             documents: crate::http::documents::Documents::new(&config),
             rate_limiter: RateLimiter::new(&config.rate_limit),
-            audit: AuditWriter::start(store.clone(), config.audit_reads_wait_for_flush)?,
+            audit: AuditWriter::start(
+                store.clone(),
+                config.audit_reads_wait_for_flush,
+                std::time::Duration::from_micros(config.audit_group_wait_us),
+            )?,
             admission: Admission::new(
                 config.max_concurrent_requests,
                 crate::http::admission::Waits::from_config(&config),

@@ -96,6 +96,11 @@ pub struct Config {
     /// and ingests always wait for the flush. SQLite's commits never wait for one (WAL,
     /// `synchronous = NORMAL`).
     pub audit_reads_wait_for_flush: bool,
+    /// How long the audit writer may wait, after an entry, for those of other audited requests
+    /// being answered at the time, to commit them together (as PostgreSQL's `commit_delay`).
+    /// A request answered alone is written at once; under load an answer may wait this much
+    /// longer, for one statement and one commit per several entries. 0 writes at once.
+    pub audit_group_wait_us: u64,
     /// Encrypts the token signing keys at rest (AES-256-GCM): 32 random bytes in base64, e.g.
     /// from `openssl rand -base64 32`. Keys stored in plaintext before it was set still load,
     /// and are encrypted at the next start.
@@ -400,6 +405,7 @@ impl Default for Config {
             key_cache_secs: 60,
             session_recheck_ms: 500,
             audit_reads_wait_for_flush: false,
+            audit_group_wait_us: 2_000,
             key_encryption_key: None,
             research_min_cell: 11,
             auth_mode: AuthMode::Local,
@@ -436,6 +442,9 @@ pub enum ConfigError {
     #[error("invalid configuration{origin}: {message}")]
     Invalid { origin: String, message: String },
 }
+
+/// The longest `audit_group_wait_us`: 100 ms.
+const MAX_AUDIT_GROUP_WAIT_US: u64 = 100_000;
 
 const ENV_PREFIX: &str = "PASSERELLE_";
 /// Environment variables with the prefix that are not settings.
@@ -548,6 +557,11 @@ impl Config {
         }
         if self.max_concurrent_requests == 0 {
             return bad("max_concurrent_requests must be positive".into());
+        }
+        if self.audit_group_wait_us > MAX_AUDIT_GROUP_WAIT_US {
+            return bad(format!(
+                "audit_group_wait_us must be at most {MAX_AUDIT_GROUP_WAIT_US} (every audited answer may wait this long)"
+            ));
         }
         if self.worker_threads > MAX_WORKER_THREADS {
             return bad(format!(

@@ -185,7 +185,8 @@ async fn run_one(
     if let Some(hit) = app.response_cache.get(&key).await {
         // Audited under the name the miss that stored it found in the document.
         // Only queries are cached.
-        auth::audit::Pending::new(viewer, hit.operation.as_deref(), &resolved.query)
+        app.audit
+            .begin(viewer, hit.operation.as_deref(), &resolved.query)
             .read()
             .finish_with(app, hit.owners, true)
             .await?;
@@ -227,7 +228,7 @@ async fn run_one(
     // Parsed once: async-graphql runs the document the checks parsed.
     request.set_parsed_query(checked.document.clone());
     // Every authenticated answer is audited, cached or not; a failed audit fails the request.
-    let mut audit = auth::audit::Pending::new(viewer, name, &resolved.query);
+    let mut audit = app.audit.begin(viewer, name, &resolved.query);
     if checked.ty == OperationType::Query {
         audit = audit.read();
     }

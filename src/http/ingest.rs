@@ -214,7 +214,8 @@ async fn audited(
     operation: &str,
     partners: std::collections::BTreeSet<String>,
 ) -> Result<()> {
-    crate::auth::audit::Pending::new(viewer, Some(operation), "")
+    app.audit
+        .begin(viewer, Some(operation), "")
         .finish_with(app, partners, true)
         .await
 }
