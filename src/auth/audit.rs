@@ -196,7 +196,7 @@ struct Queued {
     durable: bool,
     written: oneshot::Sender<bool>,
     /// Counts its request among those being answered until the writer is done with the entry.
-    _answering: Answering,
+    answering: Answering,
 }
 
 /// One audited request being answered, from [`AuditWriter::begin`] until its entry is
@@ -374,7 +374,7 @@ impl AuditWriter {
                 entry,
                 durable,
                 written,
-                _answering: answering,
+                answering,
             })
             .await
             .map_err(|_| failed())?;
@@ -390,7 +390,7 @@ impl AuditWriter {
 fn split(queued: Vec<Queued>) -> (Vec<NewEntry>, Vec<(oneshot::Sender<bool>, Answering)>) {
     queued
         .into_iter()
-        .map(|q| (q.entry, (q.written, q._answering)))
+        .map(|q| (q.entry, (q.written, q.answering)))
         .unzip()
 }
 
@@ -472,7 +472,7 @@ mod tests {
             entry: NewEntry::new(&viewer(), "Q".into(), &BTreeSet::new(), "ok"),
             durable: false,
             written,
-            _answering: Answering::new(answering),
+            answering: Answering::new(answering),
         };
         (q, done)
     }
