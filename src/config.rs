@@ -755,6 +755,12 @@ mod tests {
         assert!(e.contains("worker_threads must be at most"), "{e}");
         let c = Config::load(None, env(&[("PASSERELLE_WORKER_THREADS", "1")])).unwrap();
         assert_eq!(c.worker_threads, 1);
+        let e = Config::load(None, env(&[("PASSERELLE_AUDIT_GROUP_WAIT_US", "100001")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audit_group_wait_us must be at most"), "{e}");
+        let c = Config::load(None, env(&[("PASSERELLE_AUDIT_GROUP_WAIT_US", "0")])).unwrap();
+        assert_eq!(c.audit_group_wait_us, 0);
         let e = Config::load(None, env(&[("PASSERELLE_MAX_BATCH_SIZE", "0")]))
             .unwrap_err()
             .to_string();
