@@ -365,6 +365,14 @@ impl AuditWriter {
         }
     }
 
+    /// Whether the writer's thread still takes entries. It ends only if it panicked (it runs
+    /// for as long as an `AuditWriter` exists); then every audited request is refused with
+    /// `SERVICE_UNAVAILABLE`, and `/readyz` says so, so that the replica is taken out of the
+    /// load balancer and restarted.
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Appends one entry and waits until it is committed.
     async fn append(&self, entry: NewEntry, durable: bool, answering: Answering) -> Result<()> {
         let (written, done) = oneshot::channel();
@@ -494,6 +502,23 @@ mod tests {
         })
         .join()
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_writer_whose_thread_ended_is_not_running_and_refuses_entries() {
+        let (queue, incoming) = mpsc::channel::<Queued>(1);
+        let writer = AuditWriter {
+            queue,
+            answering: Arc::new(AtomicUsize::new(0)),
+        };
+        assert!(writer.is_running());
+        drop(incoming); // as when the writer's thread unwinds
+        assert!(!writer.is_running());
+        let entry = NewEntry::new(&viewer(), "Dashboard".into(), &BTreeSet::new(), "ok");
+        let answering = Answering::new(&writer.answering);
+        let refused = writer.append(entry, false, answering).await.unwrap_err();
+        assert_eq!(refused.code(), "SERVICE_UNAVAILABLE");
+        assert_eq!(writer.answering.load(Ordering::SeqCst), 0);
     }
 
     #[test]

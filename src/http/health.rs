@@ -14,8 +14,14 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers and every migration is applied.
+/// The database answers, every migration is applied and the audit log's writer runs.
 pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    if !app.audit.is_running() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not ready", "reason": "audit writer stopped" })),
+        );
+    }
     match app.store.is_ready().await {
         Ok(true) => (
             StatusCode::OK,
