@@ -212,13 +212,21 @@ impl PageLeaves for Action {
         let selection = &ctx.item.node;
         // A fragment, directive or argument among the fields of the page's objects: resolved as
         // usual, before anything is loaded for it here.
-        let plain = selection.items.iter().all(|s| {
-            matches!(&s.node, Selection::Field(f)
-                if f.node.directives.is_empty() && f.node.arguments.is_empty())
-        });
-        if !plain {
-            return None;
-        }
+        let shape = leaves::Shape::of(selection)?;
+        // The shapes of the relations' objects, by the field's place in the selection: the
+        // same for every action of the page.
+        let relations: Vec<Option<leaves::Shape>> = selection
+            .items
+            .iter()
+            .map(|s| match &s.node {
+                Selection::Field(f)
+                    if matches!(f.node.name.node.as_str(), "outcomes" | "partners") =>
+                {
+                    leaves::Shape::of(&f.node.selection_set.node)
+                }
+                _ => None,
+            })
+            .collect();
         let names = |name: &str| {
             selection
                 .items
@@ -255,17 +263,20 @@ impl PageLeaves for Action {
         items
             .iter()
             .map(|action| {
-                leaves::object_with(*action, selection, |f| match f.name.node.as_str() {
+                shape.object(*action, |i, f| match f.name.node.as_str() {
                     "outcomes" => {
                         let found = outcomes.get(&action.0.id).map_or(&[][..], Vec::as_slice);
                         let found: Vec<Outcome> = found.iter().cloned().map(Outcome).collect();
-                        leaves::list(&found, &f.selection_set.node)
+                        relations.get(i)?.as_ref()?.list(&found)
                     }
                     "partners" => {
                         let found = partnerships
                             .get(&action.0.id)
                             .map_or(&[][..], Vec::as_slice);
-                        leaves::list(&action_partners(found, &actors), &f.selection_set.node)
+                        relations
+                            .get(i)?
+                            .as_ref()?
+                            .list(&action_partners(found, &actors))
                     }
                     _ => action.leaf(f),
                 })
