@@ -85,16 +85,19 @@ impl OwnerLog {
     }
 }
 
+/// The request's DataLoader caches, hashed as [`crate::storage::RecordMap`]s are.
+type Cache = HashMapCache<foldhash::fast::RandomState>;
+
 pub struct Loaders {
-    pub partner: DataLoader<PartnerById, HashMapCache>,
-    pub actor: DataLoader<ActorById, HashMapCache>,
-    pub action: DataLoader<ActionById, HashMapCache>,
-    pub outcome: DataLoader<OutcomeById, HashMapCache>,
-    pub partnership: DataLoader<PartnershipById, HashMapCache>,
-    pub outcomes_of_action: DataLoader<OutcomesByAction, HashMapCache>,
-    pub partnerships_of_action: DataLoader<PartnershipsByAction, HashMapCache>,
-    pub partnerships_of_actor: DataLoader<PartnershipsByActor, HashMapCache>,
-    pub sub_actions: DataLoader<SubActions, HashMapCache>,
+    pub partner: DataLoader<PartnerById, Cache>,
+    pub actor: DataLoader<ActorById, Cache>,
+    pub action: DataLoader<ActionById, Cache>,
+    pub outcome: DataLoader<OutcomeById, Cache>,
+    pub partnership: DataLoader<PartnershipById, Cache>,
+    pub outcomes_of_action: DataLoader<OutcomesByAction, Cache>,
+    pub partnerships_of_action: DataLoader<PartnershipsByAction, Cache>,
+    pub partnerships_of_actor: DataLoader<PartnershipsByActor, Cache>,
+    pub sub_actions: DataLoader<SubActions, Cache>,
 }
 
 impl RequestContext {
@@ -122,11 +125,7 @@ impl RequestContext {
             outcomes_of_action: loader(OutcomesByAction(scope.clone())),
             partnerships_of_action: loader(PartnershipsByAction(scope.clone())),
             partnerships_of_actor: loader(PartnershipsByActor(scope.clone())),
-            sub_actions: DataLoader::with_cache(
-                SubActions(scope),
-                tokio::spawn,
-                HashMapCache::default(),
-            ),
+            sub_actions: DataLoader::with_cache(SubActions(scope), tokio::spawn, Cache::new()),
         };
         RequestContext {
             viewer,
@@ -150,8 +149,8 @@ impl RequestContext {
     }
 }
 
-fn loader<T: async_graphql::dataloader::Loader<String>>(l: T) -> DataLoader<T, HashMapCache> {
-    DataLoader::with_cache(l, tokio::spawn, HashMapCache::default())
+fn loader<T: async_graphql::dataloader::Loader<String>>(l: T) -> DataLoader<T, Cache> {
+    DataLoader::with_cache(l, tokio::spawn, Cache::new())
 }
 
 /// The request context, or an internal error if the HTTP layer did not attach one.

@@ -9,7 +9,6 @@
 //! applies the same visibility policy (`visible_to!`) as the loaders' own queries; the members'
 //! actors come with their partnerships, in one join.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::Context;
@@ -18,7 +17,7 @@ use super::context::RequestContext;
 use crate::domain::{self, RowFilter};
 use crate::error::Result;
 use crate::storage::queries::{self, Detail, PartnershipQuery};
-use crate::storage::AnyConnection;
+use crate::storage::{AnyConnection, RecordMap};
 
 fn selects(ctx: &Context<'_>, field: &str) -> bool {
     let look = ctx.look_ahead();
@@ -137,8 +136,8 @@ fn group<T>(
     ids: &[String],
     items: Vec<T>,
     key_of: impl Fn(&T) -> Option<&String>,
-) -> HashMap<String, Vec<Arc<T>>> {
-    let mut map: HashMap<String, Vec<Arc<T>>> =
+) -> RecordMap<String, Vec<Arc<T>>> {
+    let mut map: RecordMap<String, Vec<Arc<T>>> =
         ids.iter().map(|id| (id.clone(), Vec::new())).collect();
     for item in items {
         if let Some(list) = key_of(&item).and_then(|k| map.get_mut(k)) {
@@ -172,7 +171,7 @@ pub async fn feed(plan: Plan, rc: &RequestContext, loaded: Loaded) {
             .feed_many(group(ids, loaded.partnerships, |p| p.action_id.as_ref()))
             .await;
     }
-    let mut actors: HashMap<String, Option<Arc<domain::Actor>>> =
+    let mut actors: RecordMap<String, Option<Arc<domain::Actor>>> =
         loaded.actor_ids.into_iter().map(|id| (id, None)).collect();
     for a in loaded.actors {
         actors.insert(a.id.clone(), Some(Arc::new(a)));

@@ -10,7 +10,7 @@ use super::connection::{natively, MultiBackend};
 use super::rows::*;
 use super::schema::*;
 use super::visibility::visible_to;
-use super::{AnyConnection, EntityKind};
+use super::{AnyConnection, EntityKind, RecordMap};
 use crate::domain::{self, RowFilter};
 use crate::error::Result;
 
@@ -600,9 +600,9 @@ fn hydrate_outcomes(
     detail: Detail,
     rows: Vec<OutcomeRecord>,
 ) -> Result<Vec<domain::Outcome>> {
-    let ids: Vec<&String> = rows.iter().map(|r| &r.brief.id).collect();
-    let mut cells: HashMap<String, Vec<domain::Disaggregation>> = HashMap::new();
-    if !ids.is_empty() && detail.disaggregations {
+    let mut cells: RecordMap<String, Vec<domain::Disaggregation>> = RecordMap::default();
+    if !rows.is_empty() && detail.disaggregations {
+        let ids: Vec<&String> = rows.iter().map(|r| &r.brief.id).collect();
         let found: Vec<DisaggregationRow> = outcome_disaggregations::table
             .filter(outcome_disaggregations::outcome_id.eq_any(&ids))
             .order_by((
@@ -624,7 +624,12 @@ fn hydrate_outcomes(
     }
     rows.into_iter()
         .map(|r| {
-            let c = cells.remove(&r.brief.id).unwrap_or_default();
+            // Not hashed for nothing when the document asks for no disaggregation.
+            let c = if cells.is_empty() {
+                Vec::new()
+            } else {
+                cells.remove(&r.brief.id).unwrap_or_default()
+            };
             r.into_domain(c)
         })
         .collect()
@@ -774,7 +779,7 @@ fn hydrate_partnerships(
     rows: Vec<PartnershipRecord>,
 ) -> Result<Vec<domain::Partnership>> {
     let ids: Vec<&String> = rows.iter().map(|r| &r.brief.id).collect();
-    let mut members: HashMap<String, Vec<domain::Member>> = HashMap::new();
+    let mut members: RecordMap<String, Vec<domain::Member>> = RecordMap::default();
     if !ids.is_empty() {
         let found: Vec<MemberRow> = partnership_members::table
             .filter(partnership_members::partnership_id.eq_any(&ids))
@@ -918,8 +923,8 @@ fn group_members(
     rows: impl Iterator<Item = (PartnershipRecord, Option<MemberRow>, Option<ActorRecord>)>,
 ) -> Result<(Vec<domain::Partnership>, Vec<domain::Actor>)> {
     let mut found: Vec<(PartnershipRecord, Vec<MemberRow>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut actors: HashMap<String, domain::Actor> = HashMap::new();
+    let mut index: RecordMap<String, usize> = RecordMap::default();
+    let mut actors: RecordMap<String, domain::Actor> = RecordMap::default();
     for (partnership, member, actor) in rows {
         if let Some(a) = actor {
             if !actors.contains_key(&a.brief.id) {
