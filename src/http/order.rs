@@ -43,6 +43,18 @@ fn apply<'d>(doc: &'d ExecutableDocument, keys: &Keyed<'d>, value: &mut Value) {
             }
         }
         Value::Object(map) => {
+            // Most objects have the document's keys already, in its order (the leaf objects are
+            // built so): checked pair by pair, and each child's selections taken from its pair.
+            let as_selected = map.len() == keys.len()
+                && map.keys().zip(keys).all(|(k, (key, _))| k.as_str() == *key);
+            if as_selected {
+                for ((_, child), (_, subs)) in map.iter_mut().zip(keys) {
+                    if !subs.is_empty() {
+                        order(doc, subs, child);
+                    }
+                }
+                return;
+            }
             let rank = |name: &str| keys.iter().position(|(k, _)| *k == name);
             let in_order = map
                 .keys()
@@ -132,6 +144,13 @@ mod tests {
             ordered(q, data),
             r#"{"b":{"z":2,"y":1,"w":0},"a":[{"q":2,"p":1},{"q":4,"p":3}]}"#
         );
+    }
+
+    #[test]
+    fn an_object_already_in_order_still_orders_what_it_holds() {
+        let q = "{ a { c { y x } d } b }";
+        let data = serde_json::json!({ "a": { "c": [{ "x": 1, "y": 2 }], "d": 3 }, "b": 4 });
+        assert_eq!(ordered(q, data), r#"{"a":{"c":[{"y":2,"x":1}],"d":3},"b":4}"#);
     }
 
     #[test]
