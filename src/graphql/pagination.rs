@@ -35,8 +35,23 @@ pub struct PageInfo {
 }
 
 pub fn encode_cursor(key: &str, id: &str) -> String {
-    let json = serde_json::json!([key, id]).to_string();
+    let json = serde_json::to_vec(&(key, id)).unwrap_or_default();
     URL_SAFE_NO_PAD.encode(json)
+}
+
+/// What a row's cursor encodes, kept as it is until a client asks for the cursor: most pages
+/// are read through `nodes`, and only the page's first and last cursors are encoded for its
+/// `PageInfo`.
+#[derive(Debug, Clone)]
+pub struct CursorOf {
+    key: String,
+    id: String,
+}
+
+impl CursorOf {
+    pub fn encode(&self) -> String {
+        encode_cursor(&self.key, &self.id)
+    }
 }
 
 fn decode_cursor(cursor: &str) -> Option<After> {
@@ -94,18 +109,21 @@ pub fn finish_page<T>(
     mut rows: Vec<(String, T)>,
     size: usize,
     id_of: impl Fn(&T) -> &str,
-) -> (Vec<(String, T)>, PageInfo) {
+) -> (Vec<(CursorOf, T)>, PageInfo) {
     let has_next_page = rows.len() > size;
     rows.truncate(size);
-    let cursors: Vec<(String, T)> = rows
+    let cursors: Vec<(CursorOf, T)> = rows
         .into_iter()
-        .map(|(key, item)| (encode_cursor(&key, id_of(&item)), item))
+        .map(|(key, item)| {
+            let id = id_of(&item).to_owned();
+            (CursorOf { key, id }, item)
+        })
         .collect();
     let info = PageInfo {
         has_next_page,
         has_previous_page: false,
-        start_cursor: cursors.first().map(|(c, _)| c.clone()),
-        end_cursor: cursors.last().map(|(c, _)| c.clone()),
+        start_cursor: cursors.first().map(|(c, _)| c.encode()),
+        end_cursor: cursors.last().map(|(c, _)| c.encode()),
     };
     (cursors, info)
 }
@@ -115,14 +133,14 @@ pub fn finish_page<T>(
 macro_rules! connection_types {
     ($conn:ident, $edge:ident, $node:ident, $query:ty, $count:path) => {
         pub struct $edge {
-            cursor: String,
+            cursor: $crate::graphql::pagination::CursorOf,
             node: $node,
         }
 
         #[async_graphql::Object(serial)]
         impl $edge {
-            async fn cursor(&self) -> &str {
-                &self.cursor
+            async fn cursor(&self) -> String {
+                self.cursor.encode()
             }
             async fn node(&self) -> &$node {
                 &self.node
