@@ -160,10 +160,11 @@ pub async fn feed(plan: Plan, rc: &RequestContext, loaded: Loaded) {
     let loaders = &rc.loaders;
     let ids = &loaded.ids;
     if plan.outcomes {
-        loaders
-            .outcomes_of_action
-            .feed_many(group(ids, loaded.outcomes, |o| Some(&o.action_id)))
-            .await;
+        let mut by_action = group(ids, loaded.outcomes, |o| Some(&o.action_id));
+        for outcomes in by_action.values_mut() {
+            outcomes.sort_unstable_by(|a, b| queries::outcome_order(a, b));
+        }
+        loaders.outcomes_of_action.feed_many(by_action).await;
     }
     if plan.partnerships {
         loaders
