@@ -150,7 +150,10 @@ mod tests {
     fn an_object_already_in_order_still_orders_what_it_holds() {
         let q = "{ a { c { y x } d } b }";
         let data = serde_json::json!({ "a": { "c": [{ "x": 1, "y": 2 }], "d": 3 }, "b": 4 });
-        assert_eq!(ordered(q, data), r#"{"a":{"c":[{"y":2,"x":1}],"d":3},"b":4}"#);
+        assert_eq!(
+            ordered(q, data),
+            r#"{"a":{"c":[{"y":2,"x":1}],"d":3},"b":4}"#
+        );
     }
 
     #[test]
