@@ -23,44 +23,12 @@ WARMUP="${WARMUP:-600}"
 COUNT="${COUNT:-300}"
 TOP="${TOP:-0}"
 PORT="${PORT:-18094}"
-PG_URL="postgres://postgres@127.0.0.1:5432/passerelle_bench?sslmode=disable"
-psql -Atq "$PG_URL" -c 'SELECT 1 FROM actions LIMIT 1' >/dev/null 2>&1 \
-  || { echo "no bench database: PHASES=main bash deploy/bench/run.sh seeds it" >&2; exit 1; }
-WORK=$(mktemp -d)
-SERVER=
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null; rm -rf "$WORK"; true; }
-trap cleanup EXIT
-printf 'response_cache_entries = 0\nworker_threads = 1\n[rate_limit]\nenabled = false\n' > "$WORK/bench.toml"
-BODY='{"query":"query Dashboard($p: [String!]) { actions(first: 20, filter: { partners: $p }) { nodes { id title startsOn outcomes { indicator value unit } partners { role actor { name } } } pageInfo { hasNextPage endCursor } } }","variables":{"p":["synthetic-0000"]}}'
-
-serve() { # prefix... binary: starts the server, waits until it is ready (valgrind starts slowly)
-  DATABASE_URL="$PG_URL" PASSERELLE_LISTEN="127.0.0.1:$PORT" PASSERELLE_LOG_LEVEL=warn \
-    PASSERELLE_DB_MAX_CONNECTIONS=4 "$@" --config "$WORK/bench.toml" serve >"$WORK/server.log" 2>&1 &
-  SERVER=$!
-  for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && return
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.2
-  done
-  echo "the server did not start:" >&2; tail -5 "$WORK/server.log" >&2; exit 1
-}
-stop() { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; SERVER=; }
+source deploy/bench/common.sh
 
 # Tokens for a new client of synthetic-0000, minted by the first binary served natively: under
 # valgrind, hashing the client's secret (argon2) for each token would take minutes.
 serve "$1"
-creds=$(DATABASE_URL="$PG_URL" "$1" client create --partner synthetic-0000 --scopes read)
-id=$(awk '/^client_id:/ {print $2}' <<<"$creds")
-secret=$(awk '/^client_secret:/ {print $2}' <<<"$creds")
-python3 - "$id" "$secret" "http://127.0.0.1:$PORT/oauth/token" > "$WORK/tokens" <<'PY'
-import base64, json, sys, urllib.request
-client, secret, url = sys.argv[1:]
-basic = base64.b64encode(f"{client}:{secret}".encode()).decode()
-for _ in range(256):
-    req = urllib.request.Request(url, data=b"grant_type=client_credentials",
-                                 headers={"Authorization": f"Basic {basic}"})
-    print(json.load(urllib.request.urlopen(req))["access_token"])
-PY
+mint_tokens "$1" "$PG_URL" "$PORT" "$WORK/tokens"
 stop
 
 dashboards() { # n: one after another on one connection; fails on any error
