@@ -256,6 +256,35 @@ fn gather(
     }
 }
 
+/// The writer's loop: takes each batch ([`gather`]) and hands it to `write`, until every
+/// sender is gone. A panic while a batch is gathered or written refuses that batch's requests
+/// (their answers are dropped: `SERVICE_UNAVAILABLE`) and the loop goes on with the next, so
+/// one bad batch does not refuse every audited request after it until the process restarts.
+/// A connection of the writer's own that was in use is dropped with the panic and opened again
+/// at the next batch ([`OwnConnection::run_here`]).
+fn keep_writing(
+    runtime: &tokio::runtime::Handle,
+    incoming: &mut mpsc::Receiver<Queued>,
+    answering: &AtomicUsize,
+    group_wait: Duration,
+    mut write: impl FnMut(Vec<Queued>),
+) {
+    while let Some(first) = incoming.blocking_recv() {
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            batch.push(first);
+            gather(runtime, incoming, &mut batch, answering, group_wait);
+            write(batch);
+        }));
+        if step.is_err() {
+            tracing::error!(
+                code = "INTERNAL",
+                "the audit writer panicked; the requests of that batch were refused"
+            );
+        }
+    }
+}
+
 /// Writes audit entries with group commit: a request hands its entry to one writer thread and
 /// waits until it is committed, and the writer inserts every entry queued meanwhile in one
 /// statement. Each answer is still audited before it leaves, but a burst of requests costs
@@ -309,35 +338,26 @@ impl AuditWriter {
             let committed = runtime.block_on(store.run(move |conn| insert_all(conn, &entries)));
             answer(&committed, waiting);
         };
+        let write = move |mut batch: Vec<Queued>| {
+            let Some(own) = unflushed.as_mut() else {
+                through_pool(batch);
+                return;
+            };
+            let (durable, reads): (Vec<Queued>, Vec<Queued>) =
+                batch.drain(..).partition(|q| q.durable);
+            if !durable.is_empty() {
+                through_pool(durable);
+            }
+            if !reads.is_empty() {
+                let (entries, waiting) = split(reads);
+                let committed = own.run_here(|c| insert_all(c, &entries));
+                answer(&committed, waiting);
+            }
+        };
         std::thread::Builder::new()
             .name("passerelle-audit".into())
             .spawn(move || {
-                let mut batch = Vec::with_capacity(MAX_BATCH);
-                // Each wait takes what came meanwhile too, up to a batch.
-                while let Some(first) = incoming.blocking_recv() {
-                    batch.push(first);
-                    gather(
-                        &wait_runtime,
-                        &mut incoming,
-                        &mut batch,
-                        &waited_for,
-                        group_wait,
-                    );
-                    let Some(own) = unflushed.as_mut() else {
-                        through_pool(std::mem::take(&mut batch));
-                        continue;
-                    };
-                    let (durable, reads): (Vec<Queued>, Vec<Queued>) =
-                        batch.drain(..).partition(|q| q.durable);
-                    if !durable.is_empty() {
-                        through_pool(durable);
-                    }
-                    if !reads.is_empty() {
-                        let (entries, waiting) = split(reads);
-                        let committed = own.run_here(|c| insert_all(c, &entries));
-                        answer(&committed, waiting);
-                    }
-                }
+                keep_writing(&wait_runtime, &mut incoming, &waited_for, group_wait, write)
             })
             .map_err(Error::internal)?;
         Ok(AuditWriter { queue, answering })
@@ -365,10 +385,11 @@ impl AuditWriter {
         }
     }
 
-    /// Whether the writer's thread still takes entries. It ends only if it panicked (it runs
-    /// for as long as an `AuditWriter` exists); then every audited request is refused with
-    /// `SERVICE_UNAVAILABLE`, and `/readyz` says so, so that the replica is taken out of the
-    /// load balancer and restarted.
+    /// Whether the writer's thread still takes entries. It runs for as long as an
+    /// `AuditWriter` exists, and a panic while writing a batch refuses only that batch
+    /// ([`keep_writing`]); if the thread ended all the same, every audited request is refused
+    /// with `SERVICE_UNAVAILABLE`, and `/readyz` says so, so that the replica is taken out of
+    /// the load balancer and restarted.
     pub fn is_running(&self) -> bool {
         !self.queue.is_closed()
     }
@@ -587,6 +608,38 @@ mod tests {
             "waited past the group wait: {took:?}"
         );
         drop(tx);
+    }
+
+    #[test]
+    fn a_panic_while_writing_refuses_that_batch_and_the_writer_goes_on() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let handle = rt.handle().clone();
+        let answering = Arc::new(AtomicUsize::new(0));
+        let (tx, mut rx) = mpsc::channel(8);
+        let counted = answering.clone();
+        let writer = std::thread::spawn(move || {
+            let mut batches = 0;
+            keep_writing(&handle, &mut rx, &counted, Duration::ZERO, |batch| {
+                batches += 1;
+                assert!(batches > 1, "the first batch fails");
+                answer(&Ok(()), split(batch).1);
+            });
+            batches
+        });
+        let (first, done) = queued(&answering);
+        tx.blocking_send(first).ok().unwrap();
+        assert!(
+            done.blocking_recv().is_err(),
+            "the failed batch was answered"
+        );
+        for _ in 0..2 {
+            let (next, done) = queued(&answering);
+            tx.blocking_send(next).ok().unwrap();
+            assert_eq!(done.blocking_recv(), Ok(true), "not written after a panic");
+        }
+        drop(tx);
+        assert_eq!(writer.join().unwrap(), 3);
+        assert_eq!(answering.load(Ordering::Relaxed), 0);
     }
 
     #[test]
