@@ -14,6 +14,29 @@ use super::{AnyConnection, EntityKind, RecordMap};
 use crate::domain::{self, RowFilter};
 use crate::error::Result;
 
+/// Every row `query` reads, each made a `T` by `into`, in a Vec allocated once for the result's
+/// row count. diesel's `load` collects through a `Result`, which hides that count: its Vec grew
+/// by doubling and copied every row read so far at each step, and the rows were then copied once
+/// more into records. PostgreSQL's results know their count; SQLite's do not, and there the Vec
+/// grows as before.
+fn load_into<'c, 'query: 'c, Q, C, R, T>(
+    query: Q,
+    conn: &'c mut C,
+    into: impl Fn(R) -> T,
+) -> QueryResult<Vec<T>>
+where
+    Q: diesel::query_dsl::LoadQuery<'query, C, R> + 'c,
+    C: diesel::Connection,
+    R: 'c,
+{
+    let rows = query.load_iter::<R, diesel::connection::DefaultLoadingMode>(conn)?;
+    let mut out = Vec::with_capacity(rows.size_hint().0);
+    for row in rows {
+        out.push(into(row?));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortDir {
     #[default]
@@ -368,16 +391,17 @@ macro_rules! load_actions {
     ($query:expr, $detail:expr, $conn:expr) => {{
         let detail: Detail = $detail;
         if detail.secondary || detail.provenance {
-            $query
-                .select(ActionRecord::as_select())
-                .load::<ActionRecord>($conn)?
+            load_into(
+                $query.select(ActionRecord::as_select()),
+                $conn,
+                |r: ActionRecord| r,
+            )?
         } else {
-            $query
-                .select(ActionCore::as_select())
-                .load::<ActionCore>($conn)?
-                .into_iter()
-                .map(ActionRecord::from)
-                .collect::<Vec<ActionRecord>>()
+            load_into(
+                $query.select(ActionCore::as_select()),
+                $conn,
+                |r: ActionCore| ActionRecord::from(r),
+            )?
         }
     }};
 }
@@ -574,23 +598,23 @@ macro_rules! load_outcomes {
         let detail: Detail = $detail;
         let query = $query;
         if detail.provenance {
-            query
-                .select(OutcomeRecord::as_select())
-                .load::<OutcomeRecord>($conn)?
+            load_into(
+                query.select(OutcomeRecord::as_select()),
+                $conn,
+                |r: OutcomeRecord| r,
+            )?
         } else if detail.secondary {
-            query
-                .select(OutcomeBrief::as_select())
-                .load::<OutcomeBrief>($conn)?
-                .into_iter()
-                .map(OutcomeRecord::from)
-                .collect::<Vec<OutcomeRecord>>()
+            load_into(
+                query.select(OutcomeBrief::as_select()),
+                $conn,
+                |r: OutcomeBrief| OutcomeRecord::from(r),
+            )?
         } else {
-            query
-                .select(OutcomeCore::as_select())
-                .load::<OutcomeCore>($conn)?
-                .into_iter()
-                .map(OutcomeRecord::from)
-                .collect::<Vec<OutcomeRecord>>()
+            load_into(
+                query.select(OutcomeCore::as_select()),
+                $conn,
+                |r: OutcomeCore| OutcomeRecord::from(r),
+            )?
         }
     }};
 }
@@ -893,17 +917,18 @@ pub fn partnerships_with_actors(
                     rf,
                     q
                 );
-                let rows: Vec<($partnership, Option<MemberRow>, Option<$actor>)> = query
-                    .select((
+                let rows = load_into(
+                    query.select((
                         <$partnership>::as_select(),
                         Option::<MemberRow>::as_select(),
                         Option::<$actor>::as_select(),
-                    ))
-                    .load(c)?;
-                group_members(
-                    rows.into_iter()
-                        .map(|(p, m, a)| (PartnershipRecord::from(p), m, a.map(ActorRecord::from))),
-                )
+                    )),
+                    c,
+                    |(p, m, a): ($partnership, Option<MemberRow>, Option<$actor>)| {
+                        (PartnershipRecord::from(p), m, a.map(ActorRecord::from))
+                    },
+                )?;
+                group_members(rows.into_iter())
             })
         }};
     }
