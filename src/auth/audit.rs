@@ -267,15 +267,18 @@ fn keep_writing(
     incoming: &mut mpsc::Receiver<Queued>,
     answering: &AtomicUsize,
     group_wait: Duration,
-    mut write: impl FnMut(Vec<Queued>),
+    mut write: impl FnMut(&mut Vec<Queued>),
 ) {
+    // One buffer for every batch: a batch's room is about 50 KB.
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = incoming.blocking_recv() {
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
             batch.push(first);
             gather(runtime, incoming, &mut batch, answering, group_wait);
-            write(batch);
+            write(&mut batch);
         }));
+        // `write` takes every entry; after a panic, those left are refused here.
+        batch.clear();
         if step.is_err() {
             tracing::error!(
                 code = "INTERNAL",
@@ -338,9 +341,9 @@ impl AuditWriter {
             let committed = runtime.block_on(store.run(move |conn| insert_all(conn, &entries)));
             answer(&committed, waiting);
         };
-        let write = move |mut batch: Vec<Queued>| {
+        let write = move |batch: &mut Vec<Queued>| {
             let Some(own) = unflushed.as_mut() else {
-                through_pool(batch);
+                through_pool(std::mem::take(batch));
                 return;
             };
             let (durable, reads): (Vec<Queued>, Vec<Queued>) =
@@ -622,7 +625,7 @@ mod tests {
             keep_writing(&handle, &mut rx, &counted, Duration::ZERO, |batch| {
                 batches += 1;
                 assert!(batches > 1, "the first batch fails");
-                answer(&Ok(()), split(batch).1);
+                answer(&Ok(()), split(std::mem::take(batch)).1);
             });
             batches
         });
