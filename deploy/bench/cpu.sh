@@ -2,13 +2,17 @@
 # CPU per dashboard request, server and PostgreSQL, for two builds of Passerelle in alternating
 # pairs: how a change is measured before it lands (deploy/bench/HISTORY.md). Each run starts a
 # fresh server from the binary given (raw mode: response cache off; one async worker, four
-# database connections, as run.sh), warms it up for 2 s, then runs dashboards at saturation (32
-# closed loops) for DURATION seconds and reads the CPU time the server and every PostgreSQL
-# process took from /proc. Prints one line per run, then the medians of each binary.
+# database connections, as run.sh), warms it up for 2 s, then runs dashboards for DURATION
+# seconds, at saturation (32 closed loops) or, with RATE=N, open-loop at N requests a second (as
+# the climbs to equal p99 do), and reads from /proc the CPU time the server and every PostgreSQL
+# process took. Prints one line per run, then the medians of each binary. Each line also gives
+# the load generator's own CPU per request, the three together ("machine"), the context switches
+# per request of the server's threads and of PostgreSQL's processes, and the cores left idle.
 #
 #   cp target/release/passerelle /tmp/before     # build and copy each side first
 #   bash deploy/bench/cpu.sh /tmp/before target/release/passerelle        # 5 pairs of 10 s
 #   PAIRS=3 DURATION=5 bash deploy/bench/cpu.sh /tmp/before /tmp/after
+#   RATE=1300 PAIRS=3 bash deploy/bench/cpu.sh /tmp/before /tmp/after    # open-loop
 #
 # Needs the bench database run.sh seeds (passerelle_bench, `PHASES=main` or `PHASES=peer` once)
 # and the load generator (`cargo bench --locked --bench load --no-run`).
@@ -17,6 +21,7 @@ cd "$(dirname "$0")/../.."
 [ $# -eq 2 ] || { echo "usage: $0 BEFORE_BINARY AFTER_BINARY" >&2; exit 2; }
 PAIRS="${PAIRS:-5}"
 DURATION="${DURATION:-10}"
+RATE="${RATE:-0}"
 PORT="${PORT:-18090}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 LOAD=$(ls -t "$TARGET"/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
@@ -39,25 +44,57 @@ ticks() { # pids: utime + stime
   echo "$t"
 }
 
+switches() { # pids: voluntary and involuntary context switches of every thread
+  local t=0 p f
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*/status; do
+      t=$((t + $(awk '/ctxt_switches/ {s += $2} END {print s + 0}' "$f" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$t"
+}
+
+idle() { awk '/^cpu / {print $5 + $6}' /proc/stat; } # idle and iowait ticks, all cores
+
 measure() { # label binary
   start "$2"
   [ $(( $(date +%s) - MINTED )) -lt 600 ] || mint "$2"
   "$LOAD" --url "http://127.0.0.1:$PORT/graphql" --body "$BODY" --rate 0 --concurrency 32 \
     --duration 2 --warmup 0 --tokens-file "$WORK/tokens" --label warm-up >/dev/null
-  local pg s0 p0 out s1 p1
+  local pg s0 p0 w0 q0 i0 out s1 p1 w1 q1 i1
   pg=$(pgrep -d' ' -x postgres || pgrep -d' ' postgres)
-  s0=$(ticks "$SERVER"); p0=$(ticks $pg)
-  out=$("$LOAD" --url "http://127.0.0.1:$PORT/graphql" --body "$BODY" --rate 0 --concurrency 32 \
-    --duration "$DURATION" --warmup 0 --tokens-file "$WORK/tokens" --label "$1" --pid "$SERVER")
-  s1=$(ticks "$SERVER"); p1=$(ticks $(pgrep -d' ' -x postgres || pgrep -d' ' postgres))
+  s0=$(ticks "$SERVER"); p0=$(ticks $pg); w0=$(switches "$SERVER"); q0=$(switches $pg); i0=$(idle)
+  # The load generator's own CPU time is read from its rusage, by a parent that starts only it.
+  out=$(python3 - "$LOAD" "$PORT" "$BODY" "$RATE" "$DURATION" "$WORK/tokens" "$1" "$SERVER" <<'PY'
+import json, resource, subprocess, sys
+load, port, body, rate, duration, tokens, label, pid = sys.argv[1:]
+loops = ["--concurrency", "32"] if rate == "0" else []
+out = subprocess.run([load, "--url", f"http://127.0.0.1:{port}/graphql", "--body", body,
+                      "--rate", rate, "--duration", duration, "--warmup", "0",
+                      "--tokens-file", tokens, "--label", label, "--pid", pid, *loops],
+                     check=True, capture_output=True, text=True).stdout
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+result = json.loads(out)
+result["load_cpu_s"] = r.ru_utime + r.ru_stime
+print(json.dumps(result))
+PY
+)
+  pg=$(pgrep -d' ' -x postgres || pgrep -d' ' postgres)
+  s1=$(ticks "$SERVER"); p1=$(ticks $pg); w1=$(switches "$SERVER"); q1=$(switches $pg); i1=$(idle)
   stop
-  python3 - "$1" "$out" $((s1 - s0)) $((p1 - p0)) "$(getconf CLK_TCK)" <<'PY' | tee -a "$WORK/runs"
+  python3 - "$1" "$out" $((s1 - s0)) $((p1 - p0)) $((w1 - w0)) $((q1 - q0)) $((i1 - i0)) \
+    "$(getconf CLK_TCK)" "$DURATION" <<'PY' | tee -a "$WORK/runs"
 import json, sys
-label, out, server, pg, hz = sys.argv[1], json.loads(sys.argv[2]), *map(int, sys.argv[3:])
+label, out = sys.argv[1], json.loads(sys.argv[2])
+server, pg, server_sw, pg_sw, idle, hz = map(int, sys.argv[3:9])
+duration = float(sys.argv[9])
 n = out["requests"]
 ms = lambda ticks: ticks * 1000 / hz / n
+load = out["load_cpu_s"] * 1000 / n
 print(f"{label}\t{out['rps']:.0f} req/s\tp99 {out['p99_ms']:.1f} ms\terrors {out['errors']}\t"
-      f"server {ms(server):.3f} ms\tpostgres {ms(pg):.3f} ms\ttotal {ms(server + pg):.3f} ms/request")
+      f"server {ms(server):.3f} ms\tpostgres {ms(pg):.3f} ms\ttotal {ms(server + pg):.3f} ms/request\t"
+      f"load {load:.3f} ms\tmachine {ms(server + pg) + load:.3f} ms\t"
+      f"switches {server_sw / n:.1f}/{pg_sw / n:.1f}\tidle {idle / hz / duration:.2f} cores")
 PY
 }
 
@@ -70,8 +107,10 @@ import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
-    runs.setdefault(f[0], []).append((float(f[1].split()[0]), float(f[4].split()[1]), float(f[6].split()[1])))
+    runs.setdefault(f[0], []).append(tuple(float(f[i].split()[n]) for i, n in
+                                           ((1, 0), (2, 1), (4, 1), (6, 1), (8, 1))))
 for label, rows in runs.items():
-    rps, server, total = (statistics.median(c) for c in zip(*rows))
-    print(f"median {label}: {rps:.0f} req/s, server {server:.3f} ms, server and postgres {total:.3f} ms per request")
+    rps, p99, server, total, machine = (statistics.median(c) for c in zip(*rows))
+    print(f"median {label}: {rps:.0f} req/s, p99 {p99:.1f} ms, server {server:.3f} ms, "
+          f"server and postgres {total:.3f} ms, with the load generator {machine:.3f} ms per request")
 PY
