@@ -269,7 +269,8 @@ fn keep_writing(
     group_wait: Duration,
     mut write: impl FnMut(&mut Vec<Queued>),
 ) {
-    // One buffer for every batch: a batch's room is about 50 KB.
+    // One buffer for every batch that `write` drains rather than takes: a batch's room is
+    // about 50 KB.
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = incoming.blocking_recv() {
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -343,6 +344,8 @@ impl AuditWriter {
         };
         let write = move |batch: &mut Vec<Queued>| {
             let Some(own) = unflushed.as_mut() else {
+                // The batch goes with its room, so the next one's grows anew: one small
+                // allocation against a write through the pool, which every batch pays here.
                 through_pool(std::mem::take(batch));
                 return;
             };
