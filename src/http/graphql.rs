@@ -251,6 +251,7 @@ async fn run_one(
     let owners = owners.snapshot();
     audit.finish_with(app, owners.clone(), ok).await?;
     let request_error = !ok && response.data == async_graphql::Value::Null;
+    order::null_failed_fields(&mut response.data, &response.errors);
     if let Some(operation) = checked.operation() {
         order::by_document(&checked.document, operation, &mut response.data);
     }
