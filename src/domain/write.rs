@@ -2,7 +2,7 @@
 //! All problems are reported together, each with its field.
 //!
 //! Ids are namespaced by owner: a record's id starts with its owning partner's slug and `-`
-//! (`caravan-2020`). One partner can therefore never write, retire or collide with an id of
+//! (`caravan-2020`), or is the slug itself. Partner slugs are never a `-`-prefix of another's. One partner can therefore never write, retire or collide with an id of
 //! another partner's, and no write answers differently for another partner's hidden record and
 //! for a missing one. Text never holds a NUL character (PostgreSQL cannot store it), checked
 //! here once for every write path.
@@ -42,7 +42,8 @@ impl Checks {
     fn owned_id(&mut self, field: &str, value: &str, owner: &str) {
         self.id(field, value);
         let prefix = format!("{owner}-");
-        if !(value.starts_with(&prefix) && value.len() > prefix.len()) {
+        // The partner's own slug is its id too (the partner as an actor).
+        if !(value == owner || (value.starts_with(&prefix) && value.len() > prefix.len())) {
             self.0.push(FieldError::new(
                 field,
                 format!("must start with `{prefix}`: each partner's ids are its own"),
