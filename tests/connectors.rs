@@ -157,7 +157,7 @@ async fn spawn_api(records: Vec<Value>) -> (Shared, String) {
 }
 
 fn actor(i: usize) -> Value {
-    json!({ "type": "actor", "id": format!("remote-{i}"), "kind": "ASSOCIATION",
+    json!({ "type": "actor", "id": format!("anvita-remote-{i}"), "kind": "ASSOCIATION",
             "name": format!("Association distante {i}"), "visibility": "PUBLIC" })
 }
 
@@ -305,7 +305,7 @@ async fn a_restart_mid_pass_loses_nothing_and_duplicates_nothing(app: TestApp) {
 async fn a_bad_page_is_refused_whole_with_its_paths(app: TestApp) {
     app.seed().await;
     let mut records: Vec<Value> = (0..2).map(actor).collect();
-    records.push(json!({ "type": "actor", "id": "remote-x", "kind": "ALIEN", "name": "" }));
+    records.push(json!({ "type": "actor", "id": "anvita-remote-x", "kind": "ALIEN", "name": "" }));
     let (_api, base) = spawn_api(records).await;
     let connector = HttpConnector::new(config(&base)).unwrap();
     match connectors::sync_once(&app.app.store, &connector).await {

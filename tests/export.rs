@@ -56,7 +56,7 @@ async fn large_exports_stream_every_row_once_page_by_page(app: TestApp) {
     let mut file = String::new();
     for i in 0..n {
         file.push_str(
-            &json!({"type": "actor", "id": format!("bulk-{i:05}"), "kind": "ASSOCIATION",
+            &json!({"type": "actor", "id": format!("anvita-bulk-{i:05}"), "kind": "ASSOCIATION",
                      "name": format!("Association {}", i % 7), "visibility": "PUBLIC"})
             .to_string(),
         );
@@ -80,7 +80,10 @@ async fn large_exports_stream_every_row_once_page_by_page(app: TestApp) {
         .records()
         .map(|r| r.unwrap()[id_col].to_owned())
         .collect();
-    let bulk = ids.iter().filter(|id| id.starts_with("bulk-")).count();
+    let bulk = ids
+        .iter()
+        .filter(|id| id.starts_with("anvita-bulk-"))
+        .count();
     assert_eq!(bulk, n);
     let mut unique = ids.clone();
     unique.sort();
@@ -92,9 +95,9 @@ async fn partners_export_what_they_see_and_can_reimport_it(app: TestApp) {
     app.seed().await;
     let caravan = partner("caravan", &["read", "write"]);
     let mine = concat!(
-        r#"{"type":"action","id":"secret-1","kind":"WORKSHOP","title":"Atelier privé","themes":["access-to-rights"]}"#,
+        r#"{"type":"action","id":"caravan-secret-1","kind":"WORKSHOP","title":"Atelier privé","themes":["access-to-rights"]}"#,
         "\n",
-        r#"{"type":"outcome","id":"secret-o","action_id":"secret-1","indicator":"présents","measure":"ACTUAL","value":7}"#,
+        r#"{"type":"outcome","id":"caravan-secret-o","action_id":"caravan-secret-1","indicator":"présents","measure":"ACTUAL","value":7}"#,
         "\n",
     );
     import_as(
@@ -116,18 +119,20 @@ async fn partners_export_what_they_see_and_can_reimport_it(app: TestApp) {
     let records = lines(&as_caravan);
     assert!(records
         .iter()
-        .any(|r| r["id"] == "secret-1" && r["visibility"] == "PRIVATE"));
+        .any(|r| r["id"] == "caravan-secret-1" && r["visibility"] == "PRIVATE"));
     let anvita = partner("anvita", &["read"]);
     let as_anvita = body(export_as(&app.app, &anvita, "actions", None).unwrap()).await;
-    assert!(!as_anvita.contains("secret-1"));
+    assert!(!as_anvita.contains("caravan-secret-1"));
     let public = get(&app, "/export/actions").await.text().await.unwrap();
-    assert!(!public.contains("secret-1"));
+    assert!(!public.contains("caravan-secret-1"));
     // Its own export, fed back, changes nothing.
     let outcomes = body(export_as(&app.app, &caravan, "outcomes", None).unwrap()).await;
     let own: String = as_caravan
         .lines()
         .chain(outcomes.lines())
-        .filter(|l| l.contains(r#""id":"secret-1""#) || l.contains(r#""id":"secret-o""#))
+        .filter(|l| {
+            l.contains(r#""id":"caravan-secret-1""#) || l.contains(r#""id":"caravan-secret-o""#)
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(own.lines().count(), 2, "{own}");

@@ -76,7 +76,7 @@ async fn entities_are_batched_and_authorized_like_every_read(app: TestApp) {
     let created = app
         .execute_as(
             &caravan,
-            r#"mutation { upsertAction(input: { id: "hidden", kind: EVENT, title: "Réunion interne" }) { effect } }"#,
+            r#"mutation { upsertAction(input: { id: "caravan-hidden", kind: EVENT, title: "Réunion interne" }) { effect } }"#,
             json!({}),
         )
         .await;
@@ -85,7 +85,7 @@ async fn entities_are_batched_and_authorized_like_every_read(app: TestApp) {
         "{created:#}"
     );
     let reps = json!({ "reps": [
-        action_rep("hidden"),
+        action_rep("caravan-hidden"),
         { "__typename": "Action", "id": encode(Kind::Actor, "caravan-avaad").0 },
     ]});
     let anonymous = app.data(ENTITIES, reps.clone()).await;

@@ -383,7 +383,7 @@ async fn mutations_invalidate_cached_answers(app: TestApp) {
     let put = json!({
         "query": "mutation Put($input: ActionInput!) { upsertAction(input: $input) { effect } }",
         "variables": { "input": {
-            "id": "cache-test-1", "kind": "WORKSHOP", "title": "Atelier cache",
+            "id": "caravan-cache-test-1", "kind": "WORKSHOP", "title": "Atelier cache",
             "visibility": "PUBLIC"
         } }
     });
@@ -408,7 +408,8 @@ async fn mutations_invalidate_cached_answers(app: TestApp) {
     );
     assert!(as_viewer(&app, "", CARAVAN_ACTIONS).await.0);
     // Retiring it makes them stale again.
-    let retire = json!({ "query": "mutation { retireAction(id: \"cache-test-1\") { effect } }" });
+    let retire =
+        json!({ "query": "mutation { retireAction(id: \"caravan-cache-test-1\") { effect } }" });
     let (_, _, body) = app.post_json(&retire, &[(TEST_VIEWER, writer)]).await;
     assert_eq!(body["data"]["retireAction"]["effect"], "RETIRED", "{body}");
     let (hit, retired) = as_viewer(&app, "", CARAVAN_ACTIONS).await;
@@ -477,7 +478,7 @@ async fn writes_elsewhere_reach_every_replicas_cache() {
     let put = json!({
         "query": "mutation Put($input: ActionInput!) { upsertAction(input: $input) { effect } }",
         "variables": { "input": {
-            "id": "elsewhere-1", "kind": "WORKSHOP", "title": "Atelier ailleurs",
+            "id": "caravan-elsewhere-1", "kind": "WORKSHOP", "title": "Atelier ailleurs",
             "visibility": "PUBLIC"
         } }
     });
@@ -564,7 +565,7 @@ async fn writes_from_another_process_reach_the_cache_on_sqlite() {
     // The process's own write invalidates as it commits, once: the feed leaves it out.
     let before = log.generation(EntityKind::Action);
     let put = json!({
-        "query": "mutation { upsertAction(input: { id: \"own-1\", kind: WORKSHOP, title: \"Atelier maison\", visibility: PUBLIC }) { effect } }"
+        "query": "mutation { upsertAction(input: { id: \"caravan-own-1\", kind: WORKSHOP, title: \"Atelier maison\", visibility: PUBLIC }) { effect } }"
     });
     let writer = "partner=caravan; scopes=read,write";
     let (status, _, body) = app.post_json(&put, &[(TEST_VIEWER, writer)]).await;
@@ -586,7 +587,7 @@ async fn writes_from_another_process_reach_the_cache_on_sqlite() {
     let file = dir.path().join("one.ndjson");
     std::fs::write(
         &file,
-        r#"{"type":"action","id":"from-cli","kind":"WORKSHOP","title":"Atelier de la ligne de commande","visibility":"PUBLIC"}"#,
+        r#"{"type":"action","id":"caravan-from-cli","kind":"WORKSHOP","title":"Atelier de la ligne de commande","visibility":"PUBLIC"}"#,
     )
     .unwrap();
     let mut import = common::passerelle(&app.database_url);
@@ -607,8 +608,10 @@ async fn writes_from_another_process_reach_the_cache_on_sqlite() {
 
     // sqlite3, or any other connection to the file.
     let before = log.generation(EntityKind::Action);
-    app.write_outside("UPDATE actions SET title = 'Renommé dans sqlite3' WHERE id = 'from-cli'")
-        .await;
+    app.write_outside(
+        "UPDATE actions SET title = 'Renommé dans sqlite3' WHERE id = 'caravan-from-cli'",
+    )
+    .await;
     actions_moved(before)
         .await
         .expect("the feed tells the serving process that actions were written");
@@ -640,7 +643,7 @@ async fn two_servers_on_one_sqlite_file_keep_their_own_writes_apart() {
             theirs.generation(EntityKind::Action),
         );
         let put = json!({
-            "query": format!("mutation {{ upsertAction(input: {{ id: \"twin-{n}\", kind: WORKSHOP, title: \"Atelier {n}\", visibility: PUBLIC }}) {{ effect }} }}")
+            "query": format!("mutation {{ upsertAction(input: {{ id: \"caravan-twin-{n}\", kind: WORKSHOP, title: \"Atelier {n}\", visibility: PUBLIC }}) {{ effect }} }}")
         });
         let (status, _, body) = app.post_json(&put, &[(TEST_VIEWER, writer)]).await;
         assert_eq!(

@@ -11,26 +11,26 @@ use passerelle::http::ingest::import_as;
 use serde_json::json;
 
 const NDJSON: &str = concat!(
-    r#"{"type":"partnership","id":"imp-pship","action_id":"imp-child","name":"Atelier partagé","members":[{"actor_id":"imp-asso","role":"IMPLEMENTER"}]}"#,
+    r#"{"type":"partnership","id":"caravan-imp-pship","action_id":"caravan-imp-child","name":"Atelier partagé","members":[{"actor_id":"caravan-imp-asso","role":"IMPLEMENTER"}]}"#,
     "\n",
-    r#"{"type":"action","id":"imp-child","kind":"WORKSHOP","title":"Atelier importé","parent_action_id":"imp-plan","themes":["access-to-rights"],"places":[{"name":"Grenoble","level":"COMMUNE","insee_code":"38185"}],"visibility":"PUBLIC"}"#,
+    r#"{"type":"action","id":"caravan-imp-child","kind":"WORKSHOP","title":"Atelier importé","parent_action_id":"caravan-imp-plan","themes":["access-to-rights"],"places":[{"name":"Grenoble","level":"COMMUNE","insee_code":"38185"}],"visibility":"PUBLIC"}"#,
     "\n",
-    r#"{"type":"action","id":"imp-plan","kind":"PROGRAMME","title":"Plan importé","starts_on":"2024","visibility":"PUBLIC"}"#,
+    r#"{"type":"action","id":"caravan-imp-plan","kind":"PROGRAMME","title":"Plan importé","starts_on":"2024","visibility":"PUBLIC"}"#,
     "\n",
     "\n",
-    r#"{"type":"outcome","id":"imp-out","action_id":"imp-child","indicator":"personnes reçues","measure":"ACTUAL","value":42,"disaggregations":[{"dimension":"age","category":"18-25","value":10}],"visibility":"PUBLIC"}"#,
+    r#"{"type":"outcome","id":"caravan-imp-out","action_id":"caravan-imp-child","indicator":"personnes reçues","measure":"ACTUAL","value":42,"disaggregations":[{"dimension":"age","category":"18-25","value":10}],"visibility":"PUBLIC"}"#,
     "\n",
-    r#"{"type":"actor","id":"imp-asso","kind":"ASSOCIATION","name":"Association importée","visibility":"PUBLIC","source_ref":"crm-17"}"#,
+    r#"{"type":"actor","id":"caravan-imp-asso","kind":"ASSOCIATION","name":"Association importée","visibility":"PUBLIC","source_ref":"crm-17"}"#,
     "\n",
 );
 
 /// The same records as `NDJSON`, in CSV.
 const CSV: &str = r#"type,id,kind,name,title,parent_action_id,action_id,starts_on,themes,places,indicator,measure,value,disaggregations,members,visibility,source_ref
-actor,imp-asso,ASSOCIATION,Association importée,,,,,,,,,,,,PUBLIC,crm-17
-action,imp-plan,PROGRAMME,,Plan importé,,,2024,,,,,,,,PUBLIC,
-action,imp-child,WORKSHOP,,Atelier importé,imp-plan,,,"[""access-to-rights""]","[{""name"": ""Grenoble"", ""level"": ""COMMUNE"", ""insee_code"": ""38185""}]",,,,,,PUBLIC,
-outcome,imp-out,,,,,imp-child,,,,personnes reçues,ACTUAL,42,"[{""dimension"": ""age"", ""category"": ""18-25"", ""value"": 10}]",,PUBLIC,
-partnership,imp-pship,,Atelier partagé,,,imp-child,,,,,,,,"[{""actor_id"": ""imp-asso"", ""role"": ""IMPLEMENTER""}]",,
+actor,caravan-imp-asso,ASSOCIATION,Association importée,,,,,,,,,,,,PUBLIC,crm-17
+action,caravan-imp-plan,PROGRAMME,,Plan importé,,,2024,,,,,,,,PUBLIC,
+action,caravan-imp-child,WORKSHOP,,Atelier importé,caravan-imp-plan,,,"[""access-to-rights""]","[{""name"": ""Grenoble"", ""level"": ""COMMUNE"", ""insee_code"": ""38185""}]",,,,,,PUBLIC,
+outcome,caravan-imp-out,,,,,caravan-imp-child,,,,personnes reçues,ACTUAL,42,"[{""dimension"": ""age"", ""category"": ""18-25"", ""value"": 10}]",,PUBLIC,
+partnership,caravan-imp-pship,,Atelier partagé,,,caravan-imp-child,,,,,,,,"[{""actor_id"": ""caravan-imp-asso"", ""role"": ""IMPLEMENTER""}]",,
 "#;
 
 async fn totals(app: &TestApp) -> (i64, i64, i64, i64) {
@@ -135,14 +135,14 @@ async fn every_problem_is_reported_with_its_line_and_nothing_is_written(app: Tes
     let caravan = partner("caravan", &["write"]);
     let before = totals(&app).await;
     let file = concat!(
-        r#"{"type":"actor","id":"ok-1","kind":"ASSOCIATION","name":"Fine"}"#,
+        r#"{"type":"actor","id":"caravan-ok-1","kind":"ASSOCIATION","name":"Fine"}"#,
         "\n",
         r#"{"type":"actor","id":"bad 2","kind":"ASSOCIATION","name":"","website":"nope"}"#,
         "\n",
-        r#"{"type":"action","id":"a3","kind":"DANCE","title":"x"}"#,
+        r#"{"type":"action","id":"caravan-a3","kind":"DANCE","title":"x"}"#,
         "\n",
         "{ not json\n",
-        r#"{"type":"actor","id":"ok-1","kind":"OTHER","name":"Again"}"#,
+        r#"{"type":"actor","id":"caravan-ok-1","kind":"OTHER","name":"Again"}"#,
         "\n",
     );
     let fields = problems(
@@ -168,23 +168,29 @@ async fn every_problem_is_reported_with_its_line_and_nothing_is_written(app: Tes
     // Rows that pass on their own but fail against the database (unknown reference, another
     // partner's id) are reported too, and the good rows before them are rolled back.
     let file = concat!(
-        r#"{"type":"actor","id":"ok-1","kind":"ASSOCIATION","name":"Fine"}"#,
+        r#"{"type":"actor","id":"anvita-ok-1","kind":"ASSOCIATION","name":"Fine"}"#,
         "\n",
-        r#"{"type":"outcome","id":"o2","action_id":"nowhere","indicator":"n","measure":"ACTUAL","value":1}"#,
-        "\n",
-        r#"{"type":"action","id":"caravan-2020-experiment","kind":"WORKSHOP","title":"mine now"}"#,
+        r#"{"type":"outcome","id":"anvita-o2","action_id":"nowhere","indicator":"n","measure":"ACTUAL","value":1}"#,
         "\n",
     );
     let anvita = partner("anvita", &["write"]);
     let fields =
         problems(import_as(&app.app, &anvita, Some("application/x-ndjson"), file.into()).await);
-    assert_eq!(fields, ["line 2.actionId", "line 3.id"]);
+    assert_eq!(fields, ["line 2.actionId"]);
+    // Another partner's id, existing or not, is outside the writer's namespace.
+    for id in ["caravan-2020-experiment", "caravan-never-written"] {
+        let file =
+            format!(r#"{{"type":"action","id":"{id}","kind":"WORKSHOP","title":"mine now"}}"#);
+        let fields =
+            problems(import_as(&app.app, &anvita, Some("application/x-ndjson"), file.into()).await);
+        assert_eq!(fields, ["line 1.id"]);
+    }
     assert_eq!(totals(&app).await, before);
     // CSV: lines count from the header.
-    let csv = "type,id,kind,name\nactor,c1,ASSOCIATION,Un\nactor,c2,PLANET,Deux\nactor,c3,OTHER,\n";
+    let csv = "type,id,kind,name\nactor,caravan-c1,ASSOCIATION,Un\nactor,caravan-c2,PLANET,Deux\nactor,caravan-c3,OTHER,\n";
     let fields = problems(import_as(&app.app, &caravan, Some("text/csv"), csv.into()).await);
     assert_eq!(fields, ["line 3.kind", "line 4.name"]);
-    let csv = "type,id,colour\nactor,c1,red\n";
+    let csv = "type,id,colour\nactor,caravan-c1,red\n";
     let fields = problems(import_as(&app.app, &caravan, Some("text/csv"), csv.into()).await);
     assert_eq!(fields, ["line 1.colour"]);
     assert_eq!(totals(&app).await, before);
@@ -268,7 +274,7 @@ fn big_file(n: usize) -> String {
     let mut file = String::new();
     for i in 0..n {
         file.push_str(
-            &json!({ "type": "actor", "id": format!("big-{i:05}"), "kind": "ASSOCIATION",
+            &json!({ "type": "actor", "id": format!("caravan-big-{i:05}"), "kind": "ASSOCIATION",
                      "name": format!("Association volumineuse {i}"), "visibility": "PUBLIC",
                      "description": "é".repeat(1000) })
             .to_string(),

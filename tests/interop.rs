@@ -370,7 +370,7 @@ async fn jwts_of_oidc_provider_give_partner_and_scopes(backend: Backend) {
     let created = app
         .graphql_as(
             &caravan,
-            r#"mutation { upsertAction(input: { id: "interop-private", kind: EVENT, title: "Réunion interne" }) { effect } }"#,
+            r#"mutation { upsertAction(input: { id: "caravan-interop-private", kind: EVENT, title: "Réunion interne" }) { effect } }"#,
             json!({}),
         )
         .await;
@@ -379,11 +379,14 @@ async fn jwts_of_oidc_provider_give_partner_and_scopes(backend: Backend) {
         "{created:#}"
     );
     let own = local_ids(&app.data_as(&caravan, CARAVAN_ACTIONS, json!({})).await);
-    assert!(own.contains(&"interop-private".to_owned()), "{own:?}");
+    assert!(
+        own.contains(&"caravan-interop-private".to_owned()),
+        "{own:?}"
+    );
     let others = local_ids(&app.data_as(&anvita, CARAVAN_ACTIONS, json!({})).await);
     let public = local_ids(&app.data(CARAVAN_ACTIONS, json!({})).await);
     assert!(
-        !others.contains(&"interop-private".to_owned()),
+        !others.contains(&"caravan-interop-private".to_owned()),
         "{others:?}"
     );
     assert_eq!(others, public);

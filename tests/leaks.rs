@@ -32,7 +32,7 @@ fn prov() -> Provenance {
 }
 
 fn id(owner: &str, vis: &str, what: &str) -> String {
-    format!("leak-{owner}-{vis}-{what}")
+    format!("{owner}-leak-{vis}-{what}")
 }
 
 /// For each partner and visibility: an actor, an action (whose parent is the partner's public
@@ -217,7 +217,7 @@ async fn ask(app: &TestApp, token: &Option<String>, query: &str, vars: Value) ->
     body["data"].clone()
 }
 
-/// Every `leak-` local id of a list, through all pages; checks totalCount against the list.
+/// Every `-leak-` local id of a list, through all pages; checks totalCount against the list.
 async fn list(app: &TestApp, token: &Option<String>, field: &str) -> BTreeSet<String> {
     let query = format!(
         "query($after: String) {{ {field}(first: 100, after: $after) {{ totalCount nodes {{ localId }} pageInfo {{ hasNextPage endCursor }} }} }}"
@@ -240,7 +240,7 @@ async fn list(app: &TestApp, token: &Option<String>, field: &str) -> BTreeSet<St
         all.len(),
         "{field}: totalCount disagrees with the list"
     );
-    all.into_iter().filter(|i| i.starts_with("leak-")).collect()
+    all.into_iter().filter(|i| i.contains("-leak-")).collect()
 }
 
 async fn check_viewer(app: &TestApp, who: Who, token: Option<String>) {

@@ -41,7 +41,7 @@ async fn a_retried_create_never_duplicates(app: TestApp) {
     app.seed().await;
     let caravan = partner("caravan", &["read", "write"]);
     let before = count_actions(&app, &caravan).await;
-    let input = workshop("mobile-5f0c", "Atelier numérique");
+    let input = workshop("caravan-mobile-5f0c", "Atelier numérique");
     let first = app
         .execute_as(&caravan, UPSERT_ACTION, json!({ "input": input }))
         .await;
@@ -75,7 +75,7 @@ async fn a_retried_create_never_duplicates(app: TestApp) {
         .execute_as(
             &caravan,
             UPSERT_ACTION,
-            json!({ "input": workshop("mobile-5f0c", "Atelier numérique (2e session)") }),
+            json!({ "input": workshop("caravan-mobile-5f0c", "Atelier numérique (2e session)") }),
         )
         .await;
     let payload = &updated["data"]["upsertAction"];
@@ -103,13 +103,17 @@ async fn retiring_hides_the_record_and_is_idempotent(app: TestApp) {
         .execute_as(
             &caravan,
             UPSERT_ACTION,
-            json!({ "input": workshop("to-retire", "Atelier éphémère") }),
+            json!({ "input": workshop("caravan-to-retire", "Atelier éphémère") }),
         )
         .await;
     assert_eq!(created["data"]["upsertAction"]["effect"], "CREATED");
     let before = count_actions(&app, &caravan).await;
     let retired = app
-        .execute_as(&caravan, RETIRE_ACTION, json!({ "id": "to-retire" }))
+        .execute_as(
+            &caravan,
+            RETIRE_ACTION,
+            json!({ "id": "caravan-to-retire" }),
+        )
         .await;
     assert_eq!(
         retired["data"]["retireAction"]["effect"], "RETIRED",
@@ -117,7 +121,11 @@ async fn retiring_hides_the_record_and_is_idempotent(app: TestApp) {
     );
     assert_eq!(count_actions(&app, &caravan).await, before - 1);
     let again = app
-        .execute_as(&caravan, RETIRE_ACTION, json!({ "id": "to-retire" }))
+        .execute_as(
+            &caravan,
+            RETIRE_ACTION,
+            json!({ "id": "caravan-to-retire" }),
+        )
         .await;
     assert_eq!(again["data"]["retireAction"]["effect"], "UNCHANGED");
     // Writing it again brings it back.
@@ -125,7 +133,7 @@ async fn retiring_hides_the_record_and_is_idempotent(app: TestApp) {
         .execute_as(
             &caravan,
             UPSERT_ACTION,
-            json!({ "input": workshop("to-retire", "Atelier éphémère") }),
+            json!({ "input": workshop("caravan-to-retire", "Atelier éphémère") }),
         )
         .await;
     assert_eq!(
@@ -133,21 +141,34 @@ async fn retiring_hides_the_record_and_is_idempotent(app: TestApp) {
         "{back:#}"
     );
     assert_eq!(count_actions(&app, &caravan).await, before);
-    // Unknown ids are NOT_FOUND; another partner's are FORBIDDEN.
+    // Unknown ids of one's own are NOT_FOUND. Another partner's id is refused whether it
+    // exists or not, with the same answer: a write cannot tell a hidden record from a missing one.
     let missing = app
-        .execute_as(&caravan, RETIRE_ACTION, json!({ "id": "no-such-action" }))
+        .execute_as(
+            &caravan,
+            RETIRE_ACTION,
+            json!({ "id": "caravan-no-such-action" }),
+        )
         .await;
     assert_eq!(error_code(&missing), "NOT_FOUND", "{missing:#}");
     let anvita = partner("anvita", &["write"]);
     let theirs = app
-        .execute_as(&anvita, RETIRE_ACTION, json!({ "id": "to-retire" }))
+        .execute_as(&anvita, RETIRE_ACTION, json!({ "id": "caravan-to-retire" }))
         .await;
-    assert_eq!(error_code(&theirs), "FORBIDDEN", "{theirs:#}");
+    assert_eq!(error_code(&theirs), "BAD_USER_INPUT", "{theirs:#}");
+    let nobodys = app
+        .execute_as(
+            &anvita,
+            RETIRE_ACTION,
+            json!({ "id": "caravan-never-written" }),
+        )
+        .await;
+    assert_eq!(theirs["errors"], nobodys["errors"]);
 }
 
 async fn writes_need_a_partner_and_the_write_scope(app: TestApp) {
     app.seed().await;
-    let input = json!({ "input": workshop("w1", "Atelier") });
+    let input = json!({ "input": workshop("caravan-w1", "Atelier") });
     // Over HTTP, today, every caller is anonymous.
     let anonymous = app.graphql(UPSERT_ACTION, input.clone()).await;
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED", "{anonymous:#}");
@@ -164,7 +185,15 @@ async fn writes_need_a_partner_and_the_write_scope(app: TestApp) {
             json!({ "input": workshop("caravan-2020-experiment", "Détournée") }),
         )
         .await;
-    assert_eq!(error_code(&taken), "FORBIDDEN", "{taken:#}");
+    assert_eq!(error_code(&taken), "BAD_USER_INPUT", "{taken:#}");
+    let untaken = app
+        .execute_as(
+            &anvita,
+            UPSERT_ACTION,
+            json!({ "input": workshop("caravan-never-written", "Détournée") }),
+        )
+        .await;
+    assert_eq!(taken["errors"], untaken["errors"], "{untaken:#}");
     let title = app
         .data(
             r#"{ actions(filter: { partners: ["caravan"], text: "Détournée" }) { totalCount } }"#,
@@ -217,7 +246,7 @@ async fn invalid_input_is_reported_field_by_field_and_nothing_is_written(app: Te
             &caravan,
             r#"mutation($input: OutcomeInput!) { upsertOutcome(input: $input) { effect } }"#,
             json!({ "input": {
-                "id": "o1", "actionId": "no-such-action", "indicator": "people reached",
+                "id": "caravan-o1", "actionId": "no-such-action", "indicator": "people reached",
                 "measure": "ACTUAL", "value": 3.0
             }}),
         )
@@ -236,24 +265,24 @@ async fn every_record_type_can_be_pushed_and_retired(app: TestApp) {
     let steps = [
         (
             r#"mutation($input: ActorInput!) { upsertActor(input: $input) { effect actor { name } } }"#,
-            json!({ "id": "asso-1", "kind": "ASSOCIATION", "name": "Asso du quartier", "visibility": "PUBLIC" }),
+            json!({ "id": "caravan-asso-1", "kind": "ASSOCIATION", "name": "Asso du quartier", "visibility": "PUBLIC" }),
             "upsertActor",
         ),
         (
             UPSERT_ACTION,
-            workshop("act-1", "Permanence"),
+            workshop("caravan-act-1", "Permanence"),
             "upsertAction",
         ),
         (
             r#"mutation($input: OutcomeInput!) { upsertOutcome(input: $input) { effect outcome { value disaggregations { dimension category value } } } }"#,
-            json!({ "id": "out-1", "actionId": "act-1", "indicator": "people reached", "measure": "ACTUAL",
+            json!({ "id": "caravan-out-1", "actionId": "caravan-act-1", "indicator": "people reached", "measure": "ACTUAL",
                     "value": 12.0, "disaggregations": [{ "dimension": "age", "category": "18-25", "value": 5.0 }] }),
             "upsertOutcome",
         ),
         (
             r#"mutation($input: PartnershipInput!) { upsertPartnership(input: $input) { effect partnership { members { role actor { name } } } } }"#,
-            json!({ "id": "pship-1", "actionId": "act-1", "name": "Permanence partagée",
-                    "members": [{ "actorId": "asso-1", "role": "IMPLEMENTER" }] }),
+            json!({ "id": "caravan-pship-1", "actionId": "caravan-act-1", "name": "Permanence partagée",
+                    "members": [{ "actorId": "caravan-asso-1", "role": "IMPLEMENTER" }] }),
             "upsertPartnership",
         ),
     ];
@@ -268,10 +297,10 @@ async fn every_record_type_can_be_pushed_and_retired(app: TestApp) {
         assert_eq!(again["data"][field]["effect"], "UNCHANGED", "{again:#}");
     }
     for (kind, id) in [
-        ("Partnership", "pship-1"),
-        ("Outcome", "out-1"),
-        ("Action", "act-1"),
-        ("Actor", "asso-1"),
+        ("Partnership", "caravan-pship-1"),
+        ("Outcome", "caravan-out-1"),
+        ("Action", "caravan-act-1"),
+        ("Actor", "caravan-asso-1"),
     ] {
         let body = app
             .execute_as(
@@ -307,9 +336,9 @@ async fn concurrent_writes_all_land(app: TestApp) {
     for i in 0..24 {
         // Half distinct ids, half the same one.
         let id = if i % 2 == 0 {
-            format!("race-{i}")
+            format!("caravan-race-{i}")
         } else {
-            "race-same".to_owned()
+            "caravan-race-same".to_owned()
         };
         let (app, caravan) = (app.app.clone(), caravan.clone());
         writes.spawn(async move {

@@ -29,7 +29,7 @@ async fn outcome_with_cells(app: &TestApp) -> String {
                 c,
                 &writer,
                 &Action {
-                    id: "cells-action".into(),
+                    id: "caravan-cells-action".into(),
                     owner: "caravan".into(),
                     kind: ActionKind::Intervention,
                     title: "Cells".into(),
@@ -51,9 +51,9 @@ async fn outcome_with_cells(app: &TestApp) -> String {
                 c,
                 &writer,
                 &Outcome {
-                    id: "cells-outcome".into(),
+                    id: "caravan-cells-outcome".into(),
                     owner: "caravan".into(),
-                    action_id: "cells-action".into(),
+                    action_id: "caravan-cells-action".into(),
                     indicator: "People supported".into(),
                     measure: OutcomeMeasure::Actual,
                     value: Some(40.0),
@@ -83,7 +83,7 @@ async fn outcome_with_cells(app: &TestApp) -> String {
         .await
         .map_err(|e| e.message())
         .unwrap();
-    encode(Kind::Outcome, "cells-outcome").0
+    encode(Kind::Outcome, "caravan-cells-outcome").0
 }
 
 const OUTCOME: &str =
@@ -336,7 +336,7 @@ async fn read_entries_are_committed_without_waiting_for_the_flush(backend: Backe
         let created = app
             .data_as(
                 &writer,
-                r#"mutation Written { upsertAction(input: { id: "flush", kind: EVENT, title: "Permanence" }) { effect } }"#,
+                r#"mutation Written { upsertAction(input: { id: "caravan-flush", kind: EVENT, title: "Permanence" }) { effect } }"#,
                 json!({}),
             )
             .await;

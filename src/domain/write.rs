@@ -40,7 +40,11 @@ impl Checks {
 
     /// A record's own id, in its owner's namespace.
     fn owned_id(&mut self, field: &str, value: &str, owner: &str) {
+        let before = self.0.len();
         self.id(field, value);
+        if self.0.len() > before {
+            return;
+        }
         let prefix = format!("{owner}-");
         // The partner's own slug is its id too (the partner as an actor).
         if !(value == owner || (value.starts_with(&prefix) && value.len() > prefix.len())) {

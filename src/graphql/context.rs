@@ -190,7 +190,16 @@ impl RequestContext {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection, &RowFilter) -> Result<T> + Send + 'static,
     {
-        self.reads.read(&EntityKind::ALL);
+        self.read_kinds(&EntityKind::ALL, f).await
+    }
+
+    /// [`read`](Self::read) for a read of records of `kinds` only (and their visibility rules').
+    pub async fn read_kinds<T, F>(&self, kinds: &[EntityKind], f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection, &RowFilter) -> Result<T> + Send + 'static,
+    {
+        self.reads.read(kinds);
         let rows = self.rows.clone();
         self.store.run(move |conn| f(conn, &rows)).await
     }

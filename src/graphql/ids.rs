@@ -49,6 +49,10 @@ pub fn decode(id: &str) -> Option<(Kind, String)> {
     let bytes = URL_SAFE_NO_PAD.decode(id.as_bytes()).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (kind, local) = text.split_once(':')?;
+    // No record has such an id (`domain::write`), and the database must not see it.
+    if local.contains('\0') || local.len() > 200 {
+        return None;
+    }
     Some((Kind::from_name(kind)?, local.to_owned()))
 }
 
@@ -74,5 +78,7 @@ mod tests {
         assert!(decode_as(Kind::Actor, &id, "id").is_err());
         assert_eq!(decode("not base64!"), None);
         assert_eq!(decode(&URL_SAFE_NO_PAD.encode("Planet:x")), None);
+        assert_eq!(decode(&encode(Kind::Action, "a\0b")), None);
+        assert_eq!(decode(&encode(Kind::Action, &"x".repeat(201))), None);
     }
 }

@@ -57,6 +57,11 @@ impl CursorOf {
 fn decode_cursor(cursor: &str) -> Option<After> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).ok()?;
     let (key, id): (String, String) = serde_json::from_slice(&bytes).ok()?;
+    // Keys are titles, names or dates, ids at most 100 characters: anything else is no cursor
+    // of ours, and the database must not see a NUL.
+    if key.contains('\0') || id.contains('\0') || key.len() > 4_000 || id.len() > 200 {
+        return None;
+    }
     Some(After { key, id })
 }
 

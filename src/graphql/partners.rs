@@ -34,7 +34,11 @@ impl PartnerQueries {
     /// Every partner, by slug.
     async fn partners(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Partner>> {
         let rc = request(ctx)?;
-        let all = rc.read(|c, _| crate::storage::queries::partners(c)).await?;
+        let all = rc
+            .read_kinds(&[crate::storage::EntityKind::Partner], |c, _| {
+                crate::storage::queries::partners(c)
+            })
+            .await?;
         Ok(all.into_iter().map(Partner).collect())
     }
 }

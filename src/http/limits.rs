@@ -143,7 +143,8 @@ impl Walk {
                     }
                     let name = field.name.node.as_str();
                     self.detail.note(name);
-                    if name == "__schema" || name == "__type" {
+                    // A federation gateway's `_service { sdl }` is introspection too.
+                    if matches!(name, "__schema" | "__type" | "_service") {
                         self.introspection = true;
                     }
                     if depth == 0 && !CACHEABLE_ROOTS.contains(&name) {

@@ -348,13 +348,13 @@ mod tests {
     #[test]
     fn reports_every_bad_row_with_its_line() {
         let file = concat!(
-            r#"{"type":"actor","id":"a1","kind":"ASSOCIATION","name":"Un"}"#,
+            r#"{"type":"actor","id":"caravan-a1","kind":"ASSOCIATION","name":"Un"}"#,
             "\n",
-            r#"{"type":"actor","id":"a2","kind":"ASSOCIATION","name":""}"#,
+            r#"{"type":"actor","id":"caravan-a2","kind":"ASSOCIATION","name":""}"#,
             "\n",
             "not json\n",
             "\n",
-            r#"{"type":"actor","id":"a1","kind":"ASSOCIATION","name":"Deux","owner":"anvita"}"#,
+            r#"{"type":"actor","id":"caravan-a1","kind":"ASSOCIATION","name":"Deux","owner":"anvita"}"#,
             "\n",
         );
         let Err(Error::Invalid(errors)) = parse(
@@ -377,13 +377,13 @@ mod tests {
     #[test]
     fn orders_parents_before_children() {
         let file = concat!(
-            r#"{"type":"partnership","id":"p","name":"P","members":[{"actor_id":"c","role":"LEAD"}]}"#,
+            r#"{"type":"partnership","id":"caravan-p","name":"P","members":[{"actor_id":"caravan-c","role":"LEAD"}]}"#,
             "\n",
-            r#"{"type":"actor","id":"c","kind":"OTHER","name":"C","parent_actor_id":"b"}"#,
+            r#"{"type":"actor","id":"caravan-c","kind":"OTHER","name":"C","parent_actor_id":"caravan-b"}"#,
             "\n",
-            r#"{"type":"actor","id":"b","kind":"OTHER","name":"B","parent_actor_id":"a"}"#,
+            r#"{"type":"actor","id":"caravan-b","kind":"OTHER","name":"B","parent_actor_id":"caravan-a"}"#,
             "\n",
-            r#"{"type":"actor","id":"a","kind":"OTHER","name":"A"}"#,
+            r#"{"type":"actor","id":"caravan-a","kind":"OTHER","name":"A"}"#,
             "\n",
         );
         let rows = parse(
@@ -395,6 +395,6 @@ mod tests {
         )
         .unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| r.record.id()).collect();
-        assert_eq!(ids, ["a", "b", "c", "p"]);
+        assert_eq!(ids, ["caravan-a", "caravan-b", "caravan-c", "caravan-p"]);
     }
 }
