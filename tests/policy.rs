@@ -566,7 +566,7 @@ async fn graphql_records(
     problems: &mut Vec<String>,
 ) -> Records {
     let query = format!(
-        "query($after: String) {{ {field}(first: 100, after: $after) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {} }} }} }}",
+        "query($after: String) {{ {field}(first: 100, after: $after) {{ totalCount pageInfo {{ hasNextPage endCursor }} nodes {{ {} }} }} }}",
         selection(kind)
     );
     let mut out = Records::new();
@@ -619,6 +619,14 @@ async fn graphql_records(
             out.insert(r["id"].as_str().unwrap().to_owned(), r);
         }
         if conn["pageInfo"]["hasNextPage"] != json!(true) {
+            if conn["totalCount"].as_u64() != Some(out.len() as u64) {
+                problems.push(format!(
+                    "{} GraphQL {field}: totalCount {} but {} records listed",
+                    who.label,
+                    conn["totalCount"],
+                    out.len()
+                ));
+            }
             return out;
         }
         after = conn["pageInfo"]["endCursor"].clone();
@@ -878,8 +886,141 @@ async fn graphql_and_export_agree_for_every_reader(backend: Backend) {
             }
         }
         check_lookups(&app, &who, &mut problems).await;
+        check_nested(&app, &who, &mut problems).await;
     }
     report(&problems);
+}
+
+fn visible_fixture<'a>(
+    who: &'a Caller,
+    kind: &'a str,
+    keep: impl Fn(&Fx) -> bool + 'a,
+) -> BTreeSet<String> {
+    FIXTURE
+        .iter()
+        .filter(|f| f.kind == kind && keep(f) && may_see(who, f.id))
+        .map(|f| f.id.to_owned())
+        .collect()
+}
+
+/// The fixture ids among `v[..][key]` (or `v[..][key][sub]`).
+fn fixture_ids(v: &Value, key: &str, sub: Option<&str>) -> BTreeSet<String> {
+    v.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| match sub {
+                    Some(s) => i[key][s].as_str(),
+                    None => i[key].as_str(),
+                })
+                .filter(|id| FIXTURE.iter().any(|f| f.id == *id))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Nested relations from every fixture action and actor the reader may see.
+async fn check_nested(app: &TestApp, who: &Caller, problems: &mut Vec<String>) {
+    let targets: Vec<&Fx> = FIXTURE
+        .iter()
+        .filter(|f| (f.kind == "action" || f.kind == "actor") && may_see(who, f.id))
+        .collect();
+    let ids: Vec<String> = targets.iter().map(|f| gid(kind_of(f.kind), f.id)).collect();
+    let a = gql(
+        app,
+        who,
+        "query($ids: [ID!]!) { nodes(ids: $ids) { ... on Action { localId subActions { localId } outcomes { localId } partnerships { localId } partners { actor { localId } partnershipId } } ... on Actor { localId partnerships { localId } actions { localId } } } }",
+        json!({ "ids": ids }),
+    )
+    .await;
+    if a.body.get("errors").is_some() {
+        problems.push(format!("{} nested: errors {}", who.label, short(&a.body)));
+    }
+    let nodes = a.body["data"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if nodes.len() != targets.len() || nodes.iter().any(Value::is_null) {
+        problems.push(format!(
+            "{} nested: asked {} visible records, got {}",
+            who.label,
+            targets.len(),
+            short(&a.body)
+        ));
+    }
+    for (f, node) in targets.iter().zip(nodes) {
+        let mut check = |what: &str, got: BTreeSet<String>, want: BTreeSet<String>| {
+            if got != want {
+                problems.push(format!(
+                    "{} {} {}.{what}: {got:?}, expected {want:?}",
+                    who.label, f.kind, f.id
+                ));
+            }
+        };
+        let served = visible_fixture(who, "partnership", |p| p.refers == Some(f.id));
+        if f.kind == "action" {
+            check(
+                "subActions",
+                fixture_ids(&node["subActions"], "localId", None),
+                visible_fixture(who, "action", |x| x.refers == Some(f.id)),
+            );
+            check(
+                "outcomes",
+                fixture_ids(&node["outcomes"], "localId", None),
+                visible_fixture(who, "outcome", |x| x.refers == Some(f.id)),
+            );
+            check(
+                "partnerships",
+                fixture_ids(&node["partnerships"], "localId", None),
+                served.clone(),
+            );
+            let want: BTreeSet<String> = served
+                .iter()
+                .flat_map(|p| fixture(p).members.iter())
+                .filter(|m| may_see(who, m))
+                .map(|m| (*m).to_owned())
+                .collect();
+            check(
+                "partners",
+                fixture_ids(&node["partners"], "actor", Some("localId")),
+                want,
+            );
+            let through: BTreeSet<String> = node["partners"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p["partnershipId"].as_str().map(str::to_owned))
+                .collect();
+            let allowed: BTreeSet<String> =
+                served.iter().map(|p| gid(Kind::Partnership, p)).collect();
+            if !through.is_subset(&allowed) {
+                problems.push(format!(
+                    "{} action {}.partners names partnerships {through:?}, not all visible ({allowed:?})",
+                    who.label, f.id
+                ));
+            }
+        } else {
+            let memberships = visible_fixture(who, "partnership", |p| p.members.contains(&f.id));
+            check(
+                "partnerships",
+                fixture_ids(&node["partnerships"], "localId", None),
+                memberships.clone(),
+            );
+            let want: BTreeSet<String> = memberships
+                .iter()
+                .filter_map(|p| fixture(p).refers)
+                .filter(|x| may_see(who, x))
+                .map(str::to_owned)
+                .collect();
+            check(
+                "actions",
+                fixture_ids(&node["actions"], "localId", None),
+                want,
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1413,6 +1554,7 @@ async fn a_write_that_hides_a_row_empties_every_cached_shape(backend: Backend) {
             }
         }
     }
+    let owner = Caller::new(&app, "caravan", "read").await;
     let mut private = flip.clone();
     private["visibility"] = json!("PRIVATE");
     let a = upsert(&app, &w.caravan, "upsertAction", "ActionInput", &private).await;
@@ -1432,6 +1574,16 @@ async fn a_write_that_hides_a_row_empties_every_cached_shape(backend: Backend) {
                     short(&after.body)
                 ));
             }
+        }
+    }
+    // The owner still gets it, whatever the shape.
+    for (name, doc, vars) in &shapes {
+        let mine = gql(&app, &owner, doc, vars.clone()).await;
+        if !mine.body.to_string().contains(title) {
+            problems.push(format!(
+                "caravan[read] {name}: its own PRIVATE action is gone: {}",
+                short(&mine.body)
+            ));
         }
     }
     report(&problems);
