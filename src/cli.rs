@@ -494,11 +494,20 @@ async fn export(
 
     let kind = kind.parse()?;
     let format = ExportFormat::parse(format)?;
-    let rows = crate::domain::RowFilter {
-        own: partner,
-        shared_by: Vec::new(),
+    // As the partner itself would read its data (all it owns, breakdowns included), or as an
+    // anonymous reader without `--partner`.
+    let viewer = match partner {
+        Some(p) => crate::domain::Viewer {
+            partner: Some(p),
+            scopes: [crate::auth::READ, crate::auth::READ_SENSITIVE]
+                .map(str::to_owned)
+                .into(),
+            ..Default::default()
+        },
+        None => crate::domain::Viewer::anonymous(),
     };
-    let mut stream = export::stream(app.store.clone(), rows, kind, format);
+    let reader = export::Reader::of(&viewer);
+    let mut stream = export::stream(app.store.clone(), reader, kind, format);
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = stream.next().await {
         out.write_all(&chunk?)?;

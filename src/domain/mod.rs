@@ -7,6 +7,7 @@
 //! about individuals: groups such as the GCRI resource group are actors of kind `USER_GROUP`.
 
 pub mod dates;
+pub mod policy;
 pub mod records;
 pub mod research;
 pub mod seed;
@@ -15,5 +16,6 @@ pub mod viewer;
 pub mod write;
 
 pub use dates::PartialDate;
+pub use policy::{FieldAccess, Project, References, Visible};
 pub use records::*;
 pub use viewer::{RowFilter, Viewer};

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::domain::RowFilter;
+use crate::domain::{FieldAccess, Project, References, RowFilter, Viewer};
 use crate::error::{Error, Result};
 use crate::ingest::format::{self, Record};
 use crate::storage::queries::{self, After, PageRequest, SortDir};
@@ -83,10 +83,12 @@ impl ExportFormat {
     }
 }
 
-/// One page of visible records after `after`, with the key of its last row.
+/// One page of visible records after `after`, rendered for the reader through the one
+/// projection (references it may not see and fields its scopes do not open are left out), with
+/// the key of its last row.
 fn page(
     conn: &mut AnyConnection,
-    rows: &RowFilter,
+    reader: &Reader,
     kind: ExportKind,
     after: Option<After>,
 ) -> Result<(Vec<Record>, Option<After>)> {
@@ -95,7 +97,12 @@ fn page(
         limit: PAGE_ROWS,
         dir: SortDir::Asc,
     };
-    fn keyed<T>(found: Vec<(String, T)>, id: impl Fn(&T) -> &str) -> (Vec<Record>, Option<After>)
+    fn rendered<T: Project>(
+        conn: &mut AnyConnection,
+        reader: &Reader,
+        found: Vec<(String, T)>,
+        id: impl Fn(&T) -> &str,
+    ) -> Result<(Vec<Record>, Option<After>)>
     where
         for<'a> &'a T: Into<Record>,
     {
@@ -103,39 +110,65 @@ fn page(
             key: key.clone(),
             id: id(r).to_owned(),
         });
-        (found.iter().map(|(_, r)| r.into()).collect(), last)
+        let refs = References::of(found.iter().map(|(_, r)| r));
+        let visible = queries::visible(conn, &reader.rows, &refs)?;
+        let records = found
+            .into_iter()
+            .map(|(_, mut r)| {
+                r.project(&visible, reader.fields);
+                (&r).into()
+            })
+            .collect();
+        Ok((records, last))
     }
-    Ok(match kind {
-        ExportKind::Actors => keyed(
-            queries::actors_page(conn, rows, &Default::default(), &request)?,
-            |r| &r.id,
-        ),
-        ExportKind::Actions => keyed(
-            queries::actions_page(
+    let rows = &reader.rows;
+    match kind {
+        ExportKind::Actors => {
+            let found = queries::actors_page(conn, rows, &Default::default(), &request)?;
+            rendered(conn, reader, found, |r| &r.id)
+        }
+        ExportKind::Actions => {
+            let found = queries::actions_page(
                 conn,
                 rows,
                 queries::Detail::FULL,
                 &Default::default(),
                 queries::ActionSort::Title,
                 &request,
-            )?,
-            |r| &r.id,
-        ),
-        ExportKind::Outcomes => keyed(
-            queries::outcomes_page(
+            )?;
+            rendered(conn, reader, found, |r| &r.id)
+        }
+        ExportKind::Outcomes => {
+            let found = queries::outcomes_page(
                 conn,
                 rows,
                 queries::Detail::FULL,
                 &Default::default(),
                 &request,
-            )?,
-            |r| &r.id,
-        ),
-        ExportKind::Partnerships => keyed(
-            queries::partnerships_page(conn, rows, &Default::default(), &request)?,
-            |r| &r.id,
-        ),
-    })
+            )?;
+            rendered(conn, reader, found, |r| &r.id)
+        }
+        ExportKind::Partnerships => {
+            let found = queries::partnerships_page(conn, rows, &Default::default(), &request)?;
+            rendered(conn, reader, found, |r| &r.id)
+        }
+    }
+}
+
+/// Who an export is for: the rows it may read and the fields it gets.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    pub rows: RowFilter,
+    pub fields: FieldAccess,
+}
+
+impl Reader {
+    pub fn of(viewer: &Viewer) -> Self {
+        Reader {
+            rows: viewer.row_filter(),
+            fields: viewer.field_access(),
+        }
+    }
 }
 
 fn encode(records: &[Record], format: ExportFormat, header: bool) -> Result<Bytes> {
@@ -165,11 +198,11 @@ fn encode(records: &[Record], format: ExportFormat, header: bool) -> Result<Byte
     }
 }
 
-/// Streams every record of `kind` that `rows` allows, page by page. The stream ends early with an
+/// Streams every record of `kind` that `reader` may see, page by page. The stream ends early with an
 /// error item if the database fails midway (the response is then cut short, never padded).
 pub fn stream(
     store: Store,
-    rows: RowFilter,
+    reader: Reader,
     kind: ExportKind,
     format: ExportFormat,
 ) -> ReceiverStream<std::result::Result<Bytes, std::io::Error>> {
@@ -178,9 +211,9 @@ pub fn stream(
         let mut after: Option<After> = None;
         let mut first = true;
         loop {
-            let rf = rows.clone();
+            let r = reader.clone();
             let cursor = after.clone();
-            let result = store.run(move |c| page(c, &rf, kind, cursor)).await;
+            let result = store.run(move |c| page(c, &r, kind, cursor)).await;
             let (records, last) = match result {
                 Ok(found) => found,
                 Err(e) => {

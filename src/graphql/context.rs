@@ -4,6 +4,7 @@
 //! live as long as the request.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
@@ -14,7 +15,7 @@ use super::pagination::PageLimits;
 use crate::domain::{self, RowFilter, Viewer};
 use crate::error::{Error, Result};
 use crate::storage::queries::Detail;
-use crate::storage::{AnyConnection, Store};
+use crate::storage::{AnyConnection, EntityKind, Store};
 
 pub struct RequestContext {
     pub viewer: Viewer,
@@ -27,6 +28,46 @@ pub struct RequestContext {
     pub loaders: Loaders,
     /// The partners whose records this request has read, for the audit log.
     pub owners: OwnerLog,
+    /// What this request's execution read, for the response cache.
+    pub reads: ReadLog,
+}
+
+/// What an execution read, recorded where it reads (the loaders, [`RequestContext::read`]) so
+/// that the response cache follows what an answer depends on whatever the document's shape:
+/// the kinds of record (a write of any of them makes the answer stale), and whether it read
+/// something the cache may not keep at all (the audit log).
+#[derive(Clone, Default)]
+pub struct ReadLog(Arc<ReadState>);
+
+#[derive(Default)]
+struct ReadState {
+    /// One bit per `EntityKind`.
+    kinds: AtomicU8,
+    uncacheable: AtomicBool,
+}
+
+impl ReadLog {
+    pub fn read(&self, kinds: &[EntityKind]) {
+        let bits = kinds.iter().fold(0u8, |b, k| b | (1 << *k as u8));
+        self.0.kinds.fetch_or(bits, Ordering::Relaxed);
+    }
+
+    /// The answer must not be cached.
+    pub fn uncacheable(&self) {
+        self.0.uncacheable.store(true, Ordering::Relaxed);
+    }
+
+    pub fn cacheable(&self) -> bool {
+        !self.0.uncacheable.load(Ordering::Relaxed)
+    }
+
+    pub fn kinds(&self) -> BTreeSet<EntityKind> {
+        let bits = self.0.kinds.load(Ordering::Relaxed);
+        EntityKind::ALL
+            .into_iter()
+            .filter(|k| bits & (1 << *k as u8) != 0)
+            .collect()
+    }
 }
 
 /// A record owned by a partner.
@@ -110,11 +151,13 @@ impl RequestContext {
     pub fn for_document(viewer: Viewer, store: Store, limits: PageLimits, detail: Detail) -> Self {
         let rows = viewer.row_filter();
         let owners = OwnerLog::default();
+        let reads = ReadLog::default();
         let scope = LoaderScope {
             store: store.clone(),
             rows: rows.clone(),
             detail,
             owners: owners.clone(),
+            reads: reads.clone(),
         };
         let loaders = Loaders {
             partner: loader(PartnerById(scope.clone())),
@@ -135,15 +178,19 @@ impl RequestContext {
             detail,
             loaders,
             owners,
+            reads,
         }
     }
 
-    /// Runs a read with this request's row filter.
+    /// Runs a read with this request's row filter. Lists and counts read through here; their
+    /// answers count as depending on every kind of record (a filter or a visibility rule may
+    /// join any of them).
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection, &RowFilter) -> Result<T> + Send + 'static,
     {
+        self.reads.read(&EntityKind::ALL);
         let rows = self.rows.clone();
         self.store.run(move |conn| f(conn, &rows)).await
     }

@@ -9,7 +9,7 @@ use async_graphql::dataloader::Loader;
 
 use crate::domain::{self, RowFilter};
 use crate::storage::queries::{self, Detail, PartnershipQuery};
-use crate::storage::Store;
+use crate::storage::{EntityKind, Store};
 
 #[derive(Clone)]
 pub struct LoaderScope {
@@ -18,10 +18,17 @@ pub struct LoaderScope {
     /// The satellite rows this request's document can ask for.
     pub detail: Detail,
     pub owners: super::context::OwnerLog,
+    pub reads: super::context::ReadLog,
 }
 
 impl LoaderScope {
-    async fn load_many<T, F>(&self, keys: &[String], f: F) -> Result<Vec<T>, async_graphql::Error>
+    /// Reads `keys` with `f`, which reads records of `kinds` (and their visibility rules').
+    async fn load_many<T, F>(
+        &self,
+        kinds: &[EntityKind],
+        keys: &[String],
+        f: F,
+    ) -> Result<Vec<T>, async_graphql::Error>
     where
         T: super::context::Owned + Send + 'static,
         F: FnOnce(
@@ -33,6 +40,7 @@ impl LoaderScope {
             + Send
             + 'static,
     {
+        self.reads.read(kinds);
         let rows = self.rows.clone();
         let detail = self.detail;
         let keys = keys.to_vec();
@@ -48,7 +56,7 @@ impl LoaderScope {
 
 /// Declares a loader from id to one record.
 macro_rules! by_id_loader {
-    ($name:ident, $value:ty, $load:expr) => {
+    ($name:ident, $value:ty, $kinds:expr, $load:expr) => {
         pub struct $name(pub LoaderScope);
 
         impl Loader<String> for $name {
@@ -59,7 +67,7 @@ macro_rules! by_id_loader {
                 &self,
                 keys: &[String],
             ) -> Result<HashMap<String, Arc<$value>>, Self::Error> {
-                let found = self.0.load_many(keys, $load).await?;
+                let found = self.0.load_many($kinds, keys, $load).await?;
                 Ok(found
                     .into_iter()
                     .map(|v| (v.id.clone(), Arc::new(v)))
@@ -71,7 +79,7 @@ macro_rules! by_id_loader {
 
 /// Declares a loader from a parent id to the visible records that point at it.
 macro_rules! grouped_loader {
-    ($name:ident, $value:ty, $load:expr, $group:expr) => {
+    ($name:ident, $value:ty, $kinds:expr, $load:expr, $group:expr) => {
         pub struct $name(pub LoaderScope);
 
         impl Loader<String> for $name {
@@ -82,7 +90,7 @@ macro_rules! grouped_loader {
                 &self,
                 keys: &[String],
             ) -> Result<HashMap<String, Vec<Arc<$value>>>, Self::Error> {
-                let found = self.0.load_many(keys, $load).await?;
+                let found = self.0.load_many($kinds, keys, $load).await?;
                 let mut grouped: HashMap<String, Vec<Arc<$value>>> = HashMap::new();
                 let group: fn(&$value, &[String]) -> Vec<String> = $group;
                 for v in found {
@@ -108,7 +116,9 @@ impl Loader<String> for PartnerById {
         // Partners are public: their names are what every record's `owner` shows.
         let found = self
             .0
-            .load_many(keys, |c, _, _, ids| queries::partners_by_ids(c, ids))
+            .load_many(&[EntityKind::Partner], keys, |c, _, _, ids| {
+                queries::partners_by_ids(c, ids)
+            })
             .await?;
         Ok(found.into_iter().map(|p| (p.id.clone(), p)).collect())
     }
@@ -129,7 +139,9 @@ impl Loader<String> for ActorById {
     ) -> Result<HashMap<String, Option<Arc<domain::Actor>>>, Self::Error> {
         let found = self
             .0
-            .load_many(keys, |c, rf, _, ids| queries::actors_by_ids(c, rf, ids))
+            .load_many(&[EntityKind::Actor], keys, |c, rf, _, ids| {
+                queries::actors_by_ids(c, rf, ids)
+            })
             .await?;
         let mut answers: HashMap<String, Option<Arc<domain::Actor>>> =
             keys.iter().map(|k| (k.clone(), None)).collect();
@@ -139,27 +151,44 @@ impl Loader<String> for ActorById {
         Ok(answers)
     }
 }
-by_id_loader!(ActionById, domain::Action, queries::actions_by_ids);
-by_id_loader!(OutcomeById, domain::Outcome, queries::outcomes_by_ids);
-by_id_loader!(PartnershipById, domain::Partnership, |c, rf, _, ids| {
-    queries::partnerships_by_ids(c, rf, ids)
-});
+by_id_loader!(
+    ActionById,
+    domain::Action,
+    &[EntityKind::Action],
+    queries::actions_by_ids
+);
+// An outcome is visible with its action.
+by_id_loader!(
+    OutcomeById,
+    domain::Outcome,
+    &[EntityKind::Outcome, EntityKind::Action],
+    queries::outcomes_by_ids
+);
+by_id_loader!(
+    PartnershipById,
+    domain::Partnership,
+    &[EntityKind::Partnership],
+    |c, rf, _, ids| queries::partnerships_by_ids(c, rf, ids)
+);
 
 grouped_loader!(
     OutcomesByAction,
     domain::Outcome,
+    &[EntityKind::Outcome, EntityKind::Action],
     queries::outcomes_by_actions,
     |o, _| vec![o.action_id.clone()]
 );
 grouped_loader!(
     SubActions,
     domain::Action,
+    &[EntityKind::Action],
     queries::actions_by_parents,
     |a, _| a.parent_action_id.clone().into_iter().collect()
 );
 grouped_loader!(
     PartnershipsByAction,
     domain::Partnership,
+    &[EntityKind::Partnership],
     |c, rf, _, ids| queries::partnerships_for(
         c,
         rf,
@@ -173,6 +202,7 @@ grouped_loader!(
 grouped_loader!(
     PartnershipsByActor,
     domain::Partnership,
+    &[EntityKind::Partnership],
     |c, rf, _, ids| queries::partnerships_for(
         c,
         rf,

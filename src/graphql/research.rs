@@ -70,6 +70,7 @@ impl ResearchQueries {
             .data::<ResearchSettings>()
             .map_err(|_| Error::internal(anyhow::anyhow!("research settings missing")))?
             .min_cell;
+        rc.reads.read(&crate::storage::EntityKind::ALL);
         let agg = rc
             .store
             .run(move |conn| research::aggregate(conn, by, &unit, min_cell))

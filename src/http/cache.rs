@@ -1,10 +1,10 @@
 //! The response cache (moka), the gzip encoding of its hits, and HTTP caching (`Cache-Control`,
 //! `ETag`, 304).
 //!
-//! An entry is keyed by the operation text and name, the variables and the caller's visibility
-//! fingerprint: the row filter (which rows it may read) and its sorted scopes. Two callers that
-//! may see different rows never share an entry; two that may see the same rows do. An entry
-//! remembers the write generations of the kinds of record it holds and is dropped once a write
+//! An entry is keyed by the operation text and name, the variables and the caller's identity as
+//! far as answers depend on it (`Viewer::cache_identity`: partner, scopes, sharing). An entry
+//! remembers the write generations, taken before execution, of the kinds of record the execution
+//! read (recorded by the loaders, whatever the document's shape) and is dropped once a write
 //! moved any of them (`invalidate`). Writes by other writers (another replica, the CLI, psql or
 //! sqlite3) come from the feed of data changes ([`crate::storage::changes`]), read every
 //! half `response_cache_recheck_ms` by [`ResponseCache::watch`]; answers are served from the
@@ -22,34 +22,20 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::domain::{RowFilter, Viewer};
+use crate::domain::Viewer;
 use crate::storage::changes::{ChangeFeed, Changed};
 use crate::storage::reading::LatestReading;
 use crate::storage::{EntityKind, Store};
 
-/// What the caller may see, as a short stable string.
+/// Everything an answer may depend on besides the data ([`Viewer::cache_identity`]), as a short
+/// stable string.
 pub fn fingerprint(viewer: &Viewer) -> String {
-    let rows = viewer.row_filter();
-    let mut h = Sha256::new();
-    h.update(rows.own.as_deref().unwrap_or("\u{0}anonymous").as_bytes());
-    h.update([0xff]);
-    let mut shared = rows.shared_by.clone();
-    shared.sort();
-    for p in shared {
-        h.update(p.as_bytes());
-        h.update([0xfe]);
-    }
-    h.update([0xff]);
-    for s in &viewer.scopes {
-        h.update(s.as_bytes());
-        h.update([0xfe]);
-    }
-    hex(&h.finalize()[..16])
+    hex(&Sha256::digest(viewer.cache_identity().as_bytes())[..16])
 }
 
 /// Whether what this caller sees is what anyone sees: then shared caches may keep it.
 pub fn is_public(viewer: &Viewer) -> bool {
-    viewer.row_filter() == RowFilter::default() && viewer.scopes.is_empty()
+    viewer.cache_identity() == Viewer::anonymous().cache_identity()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -220,10 +206,14 @@ impl ResponseCache {
         self.feed.as_ref().is_some_and(|f| f.read_since(since))
     }
 
-    /// Take before executing, so that a write during execution makes the answer stale.
-    pub fn snapshot(&self, kinds: &BTreeSet<EntityKind>) -> Snapshot {
+    /// The generation of every kind. Take before executing, so that a write during execution
+    /// makes the answer stale; keep what the execution read with [`only`].
+    pub fn snapshot(&self) -> Snapshot {
         let log = self.store.write_log();
-        kinds.iter().map(|k| (*k, log.generation(*k))).collect()
+        EntityKind::ALL
+            .iter()
+            .map(|k| (*k, log.generation(*k)))
+            .collect()
     }
 
     fn fresh(&self, snapshot: &Snapshot) -> bool {
@@ -305,6 +295,14 @@ async fn read_feed(
     Some(feed)
 }
 
+/// `snapshot`'s generations of the kinds in `read`.
+pub fn only(snapshot: Snapshot, read: &BTreeSet<EntityKind>) -> Snapshot {
+    snapshot
+        .into_iter()
+        .filter(|(k, _)| read.contains(k))
+        .collect()
+}
+
 /// A strong validator for a response body.
 pub fn etag(body: &[u8]) -> HeaderValue {
     let digest = Sha256::digest(body);
@@ -352,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_follow_visibility_and_scopes() {
+    fn fingerprints_follow_visibility_scopes_and_partner() {
         let a = viewer(Some("caravan"), &[], &["read"]);
         let b = viewer(Some("anvita"), &[], &["read"]);
         assert_ne!(fingerprint(&a), fingerprint(&b));
@@ -360,6 +358,10 @@ mod tests {
         assert_ne!(fingerprint(&a), fingerprint(&shared));
         let more = viewer(Some("caravan"), &[], &["read", "read:sensitive"]);
         assert_ne!(fingerprint(&a), fingerprint(&more));
+        // Without `read` both see public rows only, but `viewer` names their partner.
+        let research_a = viewer(Some("anvita"), &[], &["research"]);
+        let research_b = viewer(Some("department"), &[], &["research"]);
+        assert_ne!(fingerprint(&research_a), fingerprint(&research_b));
         let mut same = a.clone();
         same.client_id = Some("another-app".into());
         assert_eq!(fingerprint(&a), fingerprint(&same));
@@ -368,6 +370,8 @@ mod tests {
             fingerprint(&Viewer::anonymous())
         );
         assert!(is_public(&Viewer::anonymous()) && !is_public(&a));
+        // A partner's token without scopes still names its partner in `viewer`.
+        assert!(!is_public(&viewer(Some("caravan"), &[], &[])));
     }
 
     #[test]

@@ -232,7 +232,7 @@ async fn run_one(
     if checked.ty == OperationType::Query {
         audit = audit.read();
     }
-    let snapshot = app.response_cache.snapshot(&checked.kinds);
+    let snapshot = app.response_cache.snapshot();
     let context = RequestContext::for_document(
         viewer.clone(),
         app.store.clone(),
@@ -240,6 +240,7 @@ async fn run_one(
         checked.detail,
     );
     let owners = context.owners.clone();
+    let reads = context.reads.clone();
     let timeout = std::time::Duration::from_millis(app.config.execution_timeout_ms);
     let mut response = tokio::time::timeout(timeout, app.schema.execute(request.data(context)))
         .await
@@ -261,7 +262,8 @@ async fn run_one(
         serde_json::to_vec(&response)
     };
     let bytes = bytes::Bytes::from(serialized.map_err(Error::internal)?);
-    if cacheable && ok {
+    if cacheable && ok && reads.cacheable() {
+        let snapshot = cache::only(snapshot, &reads.kinds());
         app.response_cache
             .put(
                 key,

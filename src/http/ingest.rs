@@ -168,7 +168,7 @@ pub fn export_as(app: &App, viewer: &Viewer, kind: &str, format: Option<&str>) -
     let format = ExportFormat::parse(format.unwrap_or("ndjson"))?;
     let body = Body::from_stream(export::stream(
         app.store.clone(),
-        viewer.row_filter(),
+        export::Reader::of(viewer),
         kind,
         format,
     ));

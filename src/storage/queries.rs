@@ -375,10 +375,36 @@ macro_rules! action_query {
             );
         }
         if let Some(parent) = &q.parent {
+            // Seen through the reader's rows first ([`seen_parent`]).
             query = query.filter(actions::parent_action_id.eq(parent.clone()));
         }
         apply_period!(query, actions, &q.period)
     }};
+}
+
+/// `q` with its `parent` seen through the reader's rows: a parent the reader may not see becomes
+/// an id no record has, so it selects what a missing one does.
+fn seen_parent<'q>(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &'q ActionQuery,
+) -> Result<std::borrow::Cow<'q, ActionQuery>> {
+    let Some(parent) = &q.parent else {
+        return Ok(std::borrow::Cow::Borrowed(q));
+    };
+    let seen: i64 = actions::table
+        .filter(visible_to!(actions, rf))
+        .filter(actions::id.eq(parent))
+        .count()
+        .get_result(conn)?;
+    if seen > 0 {
+        return Ok(std::borrow::Cow::Borrowed(q));
+    }
+    Ok(std::borrow::Cow::Owned(ActionQuery {
+        // Ids are never empty (`domain::write`).
+        parent: Some(String::new()),
+        ..q.clone()
+    }))
 }
 
 fn action_query(rf: &RowFilter, q: &ActionQuery) -> actions::BoxedQuery<'static, MultiBackend> {
@@ -454,6 +480,7 @@ pub fn actions_page(
     sort: ActionSort,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Action)>> {
+    let q = &*seen_parent(conn, rf, q)?;
     // On the backend's own connection: a dashboard's page, read at every request.
     let rows: Vec<ActionRecord> = natively!(conn, |c: Db| match sort {
         ActionSort::Title => load_actions!(
@@ -486,6 +513,7 @@ pub fn actions_page(
 }
 
 pub fn count_actions(conn: &mut AnyConnection, rf: &RowFilter, q: &ActionQuery) -> Result<i64> {
+    let q = &*seen_parent(conn, rf, q)?;
     Ok(action_query(rf, q).count().get_result(conn)?)
 }
 
@@ -752,6 +780,9 @@ pub fn outcome_order(a: &domain::Outcome, b: &domain::Outcome) -> std::cmp::Orde
 #[derive(Debug, Clone, Default)]
 pub struct PartnershipQuery {
     pub owners: Vec<String>,
+    /// Partnerships serving any of these actions, or with any of these actors as members. A
+    /// reader's filter is seen through its rows first ([`seen_names`]); loaders' keys were read
+    /// for the reader already.
     pub action_ids: Vec<String>,
     pub actor_ids: Vec<String>,
     pub period: Period,
@@ -790,6 +821,41 @@ macro_rules! partnership_filters {
         }
         apply_period!(query, partnerships, &q.period)
     }};
+}
+
+/// `q` with the actions and actors it names seen through the reader's rows: those the reader may
+/// not see are left out, and a list left empty becomes one id no record has, so a hidden record
+/// selects what a missing one does.
+fn seen_names<'q>(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    q: &'q PartnershipQuery,
+) -> Result<std::borrow::Cow<'q, PartnershipQuery>> {
+    if q.action_ids.is_empty() && q.actor_ids.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(q));
+    }
+    let named = domain::References {
+        actors: q.actor_ids.clone(),
+        actions: q.action_ids.clone(),
+    };
+    let seen = visible(conn, rf, &named)?;
+    let keep = |ids: &[String], seen: &std::collections::HashSet<String>| -> Vec<String> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let kept: Vec<String> = ids.iter().filter(|i| seen.contains(*i)).cloned().collect();
+        // Ids are never empty (`domain::write`).
+        if kept.is_empty() {
+            vec![String::new()]
+        } else {
+            kept
+        }
+    };
+    Ok(std::borrow::Cow::Owned(PartnershipQuery {
+        action_ids: keep(&q.action_ids, &seen.actions),
+        actor_ids: keep(&q.actor_ids, &seen.actors),
+        ..q.clone()
+    }))
 }
 
 fn partnership_query(
@@ -834,6 +900,7 @@ pub fn partnerships_page(
     q: &PartnershipQuery,
     page: &PageRequest,
 ) -> Result<Vec<(String, domain::Partnership)>> {
+    let q = &*seen_names(conn, rf, q)?;
     let rows: Vec<PartnershipRecord> = apply_page!(
         partnership_query(rf, q),
         partnerships::name,
@@ -854,6 +921,7 @@ pub fn count_partnerships(
     rf: &RowFilter,
     q: &PartnershipQuery,
 ) -> Result<i64> {
+    let q = &*seen_names(conn, rf, q)?;
     Ok(partnership_query(rf, q).count().get_result(conn)?)
 }
 
@@ -1186,4 +1254,31 @@ pub fn visible_owners(
             .load(conn)?,
     };
     Ok(owners.into_iter().collect())
+}
+
+/// Of the ids `refs` names, those `rf` lets the reader see: what [`domain::Project`] keeps of a
+/// record's references. One statement per kind named, none when there is nothing to ask.
+pub fn visible(
+    conn: &mut AnyConnection,
+    rf: &RowFilter,
+    refs: &domain::References,
+) -> Result<domain::Visible> {
+    let mut visible = domain::Visible::default();
+    if !refs.actors.is_empty() {
+        let ids: Vec<String> = actors::table
+            .filter(visible_to!(actors, rf))
+            .filter(actors::id.eq_any(refs.actors.clone()))
+            .select(actors::id)
+            .load(conn)?;
+        visible.actors = ids.into_iter().collect();
+    }
+    if !refs.actions.is_empty() {
+        let ids: Vec<String> = actions::table
+            .filter(visible_to!(actions, rf))
+            .filter(actions::id.eq_any(refs.actions.clone()))
+            .select(actions::id)
+            .load(conn)?;
+        visible.actions = ids.into_iter().collect();
+    }
+    Ok(visible)
 }
