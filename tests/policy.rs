@@ -598,16 +598,14 @@ async fn graphql_records(
             }
         }
         let conn = &body["data"][field];
+        let mut omitted = Vec::new();
         for n in conn["nodes"].as_array().cloned().unwrap_or_default() {
             if kind == "outcome" {
                 let present = n
                     .as_object()
                     .is_some_and(|o| o.contains_key("disaggregations"));
                 if !present {
-                    problems.push(format!(
-                        "{} GraphQL outcomes: {} has no `disaggregations` key in data (a refused field must be null, not omitted)",
-                        who.label, n["localId"]
-                    ));
+                    omitted.push(n["localId"].as_str().unwrap_or_default().to_owned());
                 } else if !who.has("read:sensitive") && !n["disaggregations"].is_null() {
                     problems.push(format!(
                         "{} GraphQL outcomes: {} shows disaggregations without read:sensitive",
@@ -617,6 +615,14 @@ async fn graphql_records(
             }
             let r = from_graphql(kind, &n);
             out.insert(r["id"].as_str().unwrap().to_owned(), r);
+        }
+        if !omitted.is_empty() {
+            problems.push(format!(
+                "{} GraphQL outcomes: `disaggregations` (refused) is left out of `data` instead of null for {} outcome(s): {}",
+                who.label,
+                omitted.len(),
+                omitted.join(", ")
+            ));
         }
         if conn["pageInfo"]["hasNextPage"] != json!(true) {
             if conn["totalCount"].as_u64() != Some(out.len() as u64) {
