@@ -1321,11 +1321,36 @@ async fn writes_answer_hidden_ids_as_missing_ones(backend: Backend) {
             &json!({ "id": id, "kind": "WORKSHOP", "title": "Not mine" }),
         )
         .await;
-        let fields = a.body["errors"][0]["extensions"]["fields"].to_string();
-        if first_code(&a.body) != "BAD_USER_INPUT" || !fields.contains("\"id\"") {
+        let on_id = a.body["errors"][0]["extensions"]["fields"]
+            .as_array()
+            .is_some_and(|fs| {
+                fs.iter().any(|f| {
+                    f["field"]
+                        .as_str()
+                        .is_some_and(|n| n == "id" || n.ends_with(".id"))
+                })
+            });
+        if first_code(&a.body) != "BAD_USER_INPUT" || !on_id {
             problems.push(format!(
                 "anvita upsertAction id {id}: expected BAD_USER_INPUT on field `id`, got {}",
                 short(&a.body)
+            ));
+        }
+    }
+    for id in ["caravan-i11", "no-prefix-2"] {
+        let row = json!({ "type": "actor", "id": id, "kind": "ASSOCIATION", "name": "Not mine" });
+        let (status, body) = import(&app, anvita, &format!("{row}\n")).await;
+        let on_id = body["fields"].as_array().is_some_and(|fs| {
+            fs.iter().any(|f| {
+                f["field"]
+                    .as_str()
+                    .is_some_and(|n| n == "id" || n.ends_with(".id"))
+            })
+        });
+        if status != 400 || body["code"] != "BAD_USER_INPUT" || !on_id {
+            problems.push(format!(
+                "anvita POST /import id {id}: expected 400 BAD_USER_INPUT on field `id`, got {status} {}",
+                short(&body)
             ));
         }
     }
