@@ -1467,7 +1467,7 @@ async fn cached_answers_equal_fresh_ones(backend: Backend) {
     let Some(app) = spawn(backend, |_| {}).await else {
         return;
     };
-    write_fixture(&app).await;
+    let w = write_fixture(&app).await;
     // Another replica on the same database, without a response cache: the fresh answer.
     let fresh = app
         .spawn_beside(|c| {
@@ -1491,6 +1491,16 @@ async fn cached_answers_equal_fresh_ones(backend: Backend) {
     let mut problems = Vec::new();
     let mut hits = 0;
     for step in 0..160 {
+        if step == 80 {
+            // Halfway, the owner hides rows that earlier answers held: cached answers must
+            // follow.
+            for (id, vis) in [("caravan-pubact", "PARTNERS"), ("caravan-sub", "PRIVATE")] {
+                let (field, ty, mut value) = input(fixture(id));
+                value["visibility"] = json!(vis);
+                let a = upsert(&app, &w.caravan, field, ty, &value).await;
+                assert_eq!(a.body["data"][field]["effect"], "UPDATED", "{}", a.body);
+            }
+        }
         let (doc, vars) = &docs[rng.below(docs.len())];
         let first = &callers[rng.below(callers.len())];
         // Half the time the same caller again, so that hits are exercised.
