@@ -1460,6 +1460,10 @@ fn documents() -> Vec<(String, Value)> {
             "{ researchAggregate(by: PARTNER) { unit cells { key suppressed } } }".into(),
             json!({}),
         ),
+        (
+            format!("query {{ ...H }} fragment H on Query {{ some: nodes(ids: [\"{sub}\", \"{pubact}\"]) {{ ... on Action {{ title visibility }} }} }}"),
+            json!({}),
+        ),
     ]
 }
 
