@@ -123,7 +123,7 @@ enum SharingCommand {
         #[arg(long)]
         until: Option<String>,
     },
-    /// End an agreement on a day (default: today).
+    /// End an agreement: not in force from a day on (default: today, so at once).
     End {
         id: String,
         #[arg(long)]

@@ -434,7 +434,8 @@ async fn ending_an_agreement_closes_access_within_the_recheck(app: TestApp) {
         .run(|c| {
             let agreements = passerelle::auth::sharing::list(c)?;
             let a = agreements.iter().find(|a| a.grantor == "anvita").unwrap();
-            passerelle::auth::sharing::end(c, &a.id, "2021-01-01")
+            // Ended today: at once, not at the end of the day.
+            passerelle::auth::sharing::end(c, &a.id, &passerelle::auth::sharing::today())
         })
         .await
         .map_err(|e| e.message())

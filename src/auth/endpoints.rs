@@ -268,6 +268,12 @@ async fn client(
             ))
         }
     };
+    // PostgreSQL cannot compare text holding NUL: refused as malformed, on both backends.
+    if id.contains('\0') || secret.contains('\0') {
+        return Err(OAuthError::invalid_request(
+            "client credentials must not contain a NUL character",
+        ));
+    }
     // Before anything costs: a client id with too many failures is answered at once.
     let attempt = app
         .client_lockout

@@ -89,11 +89,24 @@ pub fn grant(
     Ok(id)
 }
 
-/// Ends an agreement today (it stays on record). Returns false when there was none.
+/// Ends an agreement from `on` (it stays on record): from that day on it is no longer in force,
+/// so ending it today takes effect at once (`ends_on`, inclusive, becomes the day before).
+/// Returns false when there was none.
 pub fn end(conn: &mut AnyConnection, id: &str, on: &str) -> Result<bool> {
     check_date("ends_on", on)?;
+    let last_day = on
+        .parse::<PartialDate>()
+        .ok()
+        .and_then(|d| d.first_day().previous_day())
+        .map(crate::domain::dates::iso_day)
+        .ok_or_else(|| {
+            Error::Invalid(vec![FieldError::new(
+                "ends_on",
+                "expected a full date such as 2026-01-31",
+            )])
+        })?;
     let n = diesel::update(sharing_agreements::table.filter(sharing_agreements::id.eq(id)))
-        .set(sharing_agreements::ends_on.eq(on))
+        .set(sharing_agreements::ends_on.eq(last_day))
         .execute(conn)?;
     Ok(n > 0)
 }

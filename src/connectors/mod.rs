@@ -98,6 +98,13 @@ fn check_page(partner: &str, page: &Page) -> Result<Vec<Row>> {
     let source = format!("sync:{partner}");
     let mut rows = Vec::new();
     let mut errors = Vec::new();
+    // Stored with the page: text the database takes on both backends.
+    if page.cursor.contains('\0') || page.cursor.chars().count() > 2_000 {
+        errors.push(FieldError::new(
+            "cursor",
+            "must be at most 2000 characters, without NUL",
+        ));
+    }
     for (i, value) in page.records.iter().enumerate() {
         match import::check_value(value.clone(), partner, &source) {
             Ok(record) => rows.push(Row {

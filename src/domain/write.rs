@@ -1,11 +1,19 @@
 //! Checks a record must pass before it is stored, whoever writes it (seed, push, import, sync).
 //! All problems are reported together, each with its field.
+//!
+//! Ids are namespaced by owner: a record's id starts with its owning partner's slug and `-`
+//! (`caravan-2020`), or is the slug itself. Partner slugs are never a `-`-prefix of another's. One partner can therefore never write, retire or collide with an id of
+//! another partner's, and no write answers differently for another partner's hidden record and
+//! for a missing one. Text never holds a NUL character (PostgreSQL cannot store it), checked
+//! here once for every write path.
 
 use super::{Action, Actor, Outcome, PartialDate, Partnership};
 use crate::error::{Error, FieldError};
 
 const MAX_NAME: usize = 300;
 const MAX_TEXT: usize = 20_000;
+/// Ids, and references to records (a parent, an action, a member).
+const MAX_ID: usize = 100;
 
 #[derive(Default)]
 struct Checks(Vec<FieldError>);
@@ -19,7 +27,10 @@ impl Checks {
     }
 
     fn length(&mut self, field: &str, value: Option<&str>, max: usize) {
-        if value.is_some_and(|v| v.chars().count() > max) {
+        if value.is_some_and(|v| v.contains('\0')) {
+            self.0
+                .push(FieldError::new(field, "must not contain a NUL character"));
+        } else if value.is_some_and(|v| v.chars().count() > max) {
             self.0.push(FieldError::new(
                 field,
                 format!("must be at most {max} characters"),
@@ -27,9 +38,29 @@ impl Checks {
         }
     }
 
+    /// A record's own id, in its owner's namespace.
+    fn owned_id(&mut self, field: &str, value: &str, owner: &str) {
+        self.id(field, value);
+        let prefix = format!("{owner}-");
+        // The partner's own slug is its id too (the partner as an actor).
+        if !(value == owner || (value.starts_with(&prefix) && value.len() > prefix.len())) {
+            self.0.push(FieldError::new(
+                field,
+                format!("must start with `{prefix}`: each partner's ids are its own"),
+            ));
+        }
+    }
+
+    /// A reference to another record, checked against what the writer may see when written.
+    fn reference(&mut self, field: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.id(field, v);
+        }
+    }
+
     fn id(&mut self, field: &str, value: &str) {
         let ok = !value.is_empty()
-            && value.len() <= 100
+            && value.len() <= MAX_ID
             && value
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -65,6 +96,7 @@ impl Checks {
     }
 
     fn url(&mut self, field: &str, value: Option<&str>) {
+        self.length(field, value, MAX_TEXT);
         if let Some(v) = value {
             let ok = url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
             if !ok {
@@ -72,6 +104,10 @@ impl Checks {
                     .push(FieldError::new(field, "must be an http(s) URL"));
             }
         }
+    }
+
+    fn source_ref(&mut self, p: &super::Provenance) {
+        self.length("sourceRef", p.source_ref.as_deref(), 2_000);
     }
 
     fn finish(self) -> Result<(), Error> {
@@ -83,15 +119,24 @@ impl Checks {
     }
 }
 
+/// That `id` is in `owner`'s namespace (for writes that name an id only, such as retiring).
+pub fn check_owned_id(field: &str, id: &str, owner: &str) -> Result<(), Error> {
+    let mut c = Checks::default();
+    c.owned_id(field, id, owner);
+    c.finish()
+}
+
 pub fn validate_actor(a: &Actor) -> Result<(), Error> {
     let mut c = Checks::default();
-    c.id("id", &a.id);
+    c.owned_id("id", &a.id, &a.owner);
     c.required("name", &a.name, MAX_NAME);
     c.length("acronym", a.acronym.as_deref(), 50);
     c.length("description", a.description.as_deref(), MAX_TEXT);
     c.url("website", a.website.as_deref());
     c.insee("territoryCode", a.territory_code.as_deref());
     c.length("territoryName", a.territory_name.as_deref(), MAX_NAME);
+    c.reference("parentActorId", a.parent_actor_id.as_deref());
+    c.source_ref(&a.provenance);
     if a.parent_actor_id.as_deref() == Some(a.id.as_str()) {
         c.0.push(FieldError::new(
             "parentActorId",
@@ -103,12 +148,14 @@ pub fn validate_actor(a: &Actor) -> Result<(), Error> {
 
 pub fn validate_action(a: &Action) -> Result<(), Error> {
     let mut c = Checks::default();
-    c.id("id", &a.id);
+    c.owned_id("id", &a.id, &a.owner);
     c.required("title", &a.title, MAX_NAME);
     c.length("summary", a.summary.as_deref(), MAX_TEXT);
     c.length("schedule", a.schedule.as_deref(), MAX_NAME);
     c.url("website", a.website.as_deref());
     c.period("endsOn", a.starts_on, a.ends_on);
+    c.reference("parentActionId", a.parent_action_id.as_deref());
+    c.source_ref(&a.provenance);
     if a.parent_action_id.as_deref() == Some(a.id.as_str()) {
         c.0.push(FieldError::new(
             "parentActionId",
@@ -142,7 +189,9 @@ pub fn validate_action(a: &Action) -> Result<(), Error> {
 
 pub fn validate_outcome(o: &Outcome) -> Result<(), Error> {
     let mut c = Checks::default();
-    c.id("id", &o.id);
+    c.owned_id("id", &o.id, &o.owner);
+    c.reference("actionId", Some(&o.action_id));
+    c.source_ref(&o.provenance);
     c.required("indicator", &o.indicator, MAX_NAME);
     c.length("unit", o.unit.as_deref(), 60);
     c.length("statement", o.statement.as_deref(), MAX_TEXT);
@@ -182,7 +231,12 @@ pub fn validate_outcome(o: &Outcome) -> Result<(), Error> {
 
 pub fn validate_partnership(p: &Partnership) -> Result<(), Error> {
     let mut c = Checks::default();
-    c.id("id", &p.id);
+    c.owned_id("id", &p.id, &p.owner);
+    c.reference("actionId", p.action_id.as_deref());
+    c.source_ref(&p.provenance);
+    for (i, m) in p.members.iter().enumerate() {
+        c.reference(&format!("members[{i}].actorId"), Some(&m.actor_id));
+    }
     c.required("name", &p.name, MAX_NAME);
     c.length("description", p.description.as_deref(), MAX_TEXT);
     c.period("endsOn", p.starts_on, p.ends_on);

@@ -10,7 +10,7 @@ use async_graphql::{
 };
 
 use super::actors::Actor;
-use super::common::{text_filter, PeriodFilter, Place, Provenance};
+use super::common::{bounded_filter, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS, PeriodFilter, Place, Provenance};
 use super::context::{request, RequestContext};
 use super::ids::{self, Kind};
 use super::leaves::{self, nullable, text, LeafList, Leaves, PageLeaves};
@@ -343,10 +343,10 @@ impl ActionFilter {
             owners: self.partners.unwrap_or_default(),
             kinds: self.kinds.unwrap_or_default(),
             statuses: self.statuses.unwrap_or_default(),
-            territory: text_filter(self.territory),
+            territory: bounded_filter(self.territory, "filter.territory", MAX_TERRITORY_CHARS)?,
             period: self.period.into(),
             themes: self.themes.unwrap_or_default(),
-            text: text_filter(self.text),
+            text: bounded_filter(self.text, "filter.text", MAX_SEARCH_CHARS)?,
             parent: self
                 .parent
                 .map(|p| ids::decode_as(Kind::Action, &p, "filter.parent"))

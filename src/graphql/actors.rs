@@ -5,7 +5,7 @@ use async_graphql::resolver_utils::enum_value;
 use async_graphql::{Context, Enum, InputObject, Object, Value, ID};
 
 use super::actions::Action;
-use super::common::{text_filter, Provenance};
+use super::common::{bounded_filter, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS, Provenance};
 use super::context::request;
 use super::ids::{self, Kind};
 use super::leaves::{nullable, text, Leaves};
@@ -150,15 +150,14 @@ pub struct ActorFilter {
     pub text: Option<String>,
 }
 
-impl From<Option<ActorFilter>> for ActorQuery {
-    fn from(f: Option<ActorFilter>) -> Self {
-        let f = f.unwrap_or_default();
-        ActorQuery {
-            owners: f.partners.unwrap_or_default(),
-            kinds: f.kinds.unwrap_or_default(),
-            territory: text_filter(f.territory),
-            text: text_filter(f.text),
-        }
+impl ActorFilter {
+    fn into_query(self) -> Result<ActorQuery, crate::error::Error> {
+        Ok(ActorQuery {
+            owners: self.partners.unwrap_or_default(),
+            kinds: self.kinds.unwrap_or_default(),
+            territory: bounded_filter(self.territory, "filter.territory", MAX_TERRITORY_CHARS)?,
+            text: bounded_filter(self.text, "filter.text", MAX_SEARCH_CHARS)?,
+        })
     }
 }
 
@@ -205,7 +204,7 @@ impl ActorQueries {
         let rc = request(ctx)?;
         let order = order_by.unwrap_or_default();
         let (page, size) = page_request(rc.limits, first, after, order.direction)?;
-        let query: ActorQuery = filter.into();
+        let query = filter.unwrap_or_default().into_query()?;
         let q = query.clone();
         let rows = rc
             .read(move |c, rf| queries::actors_page(c, rf, &q, &page))

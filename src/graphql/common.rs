@@ -91,3 +91,23 @@ impl From<Option<PeriodFilter>> for Period {
 pub fn text_filter(text: Option<String>) -> Option<String> {
     text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
 }
+
+/// Words searched for are at most this long: a longer pattern is refused rather than left to
+/// each backend (SQLite refuses long `LIKE` patterns, PostgreSQL does not).
+pub const MAX_SEARCH_CHARS: usize = 500;
+/// An INSEE code is at most 5 characters.
+pub const MAX_TERRITORY_CHARS: usize = 10;
+
+/// `text_filter`, refused with `BAD_USER_INPUT` naming `field` when longer than `max`.
+pub fn bounded_filter(
+    text: Option<String>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, crate::error::Error> {
+    match text_filter(text) {
+        Some(t) if t.chars().count() > max => Err(crate::error::Error::Invalid(vec![
+            crate::error::FieldError::new(field, format!("must be at most {max} characters")),
+        ])),
+        other => Ok(other),
+    }
+}

@@ -5,7 +5,7 @@ use async_graphql::resolver_utils::enum_value;
 use async_graphql::{Context, InputObject, Object, ScalarType, SimpleObject, Value, ID};
 
 use super::actions::Action;
-use super::common::{text_filter, PeriodFilter, Provenance};
+use super::common::{bounded_filter, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS, PeriodFilter, Provenance};
 use super::context::request;
 use super::ids::{self, Kind};
 use super::leaves::{nullable, text, Leaves};
@@ -166,10 +166,10 @@ impl OutcomeFilter {
             owners: self.partners.unwrap_or_default(),
             measures: self.measures.unwrap_or_default(),
             action_ids,
-            territory: text_filter(self.territory),
+            territory: bounded_filter(self.territory, "filter.territory", MAX_TERRITORY_CHARS)?,
             themes: self.themes.unwrap_or_default(),
             period: self.period.into(),
-            text: text_filter(self.text),
+            text: bounded_filter(self.text, "filter.text", MAX_SEARCH_CHARS)?,
         })
     }
 }

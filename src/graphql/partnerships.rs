@@ -4,7 +4,7 @@ use async_graphql::{Context, InputObject, Object, ID};
 
 use super::actions::Action;
 use super::actors::Actor;
-use super::common::{text_filter, PeriodFilter, Provenance};
+use super::common::{bounded_filter, MAX_SEARCH_CHARS, PeriodFilter, Provenance};
 use super::context::request;
 use super::ids::{self, Kind};
 use super::pagination::{connection_types, page_request, SortDirection};
@@ -131,7 +131,7 @@ impl PartnershipFilter {
             action_ids: decode(self.actions, Kind::Action, "filter.actions")?,
             actor_ids: decode(self.actors, Kind::Actor, "filter.actors")?,
             period: self.period.into(),
-            text: text_filter(self.text),
+            text: bounded_filter(self.text, "filter.text", MAX_SEARCH_CHARS)?,
         })
     }
 }

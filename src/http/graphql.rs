@@ -20,7 +20,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::negotiate::{self, negotiate, Format};
-use super::{apq, cache, extract, limits, order};
+use super::{apq, cache, extract, inputs, limits, order};
 use crate::app::App;
 use crate::auth;
 use crate::domain::Viewer;
@@ -171,6 +171,7 @@ async fn run_one(
     body: &extract::GraphQLBody,
     is_get: bool,
 ) -> Result<Executed> {
+    inputs::check_envelope(body.operation_name.as_deref(), body.extensions.as_ref())?;
     let resolved = apq::resolve(app, viewer, body).await?;
     let operation_name = body.operation_name.as_deref().filter(|n| !n.is_empty());
     let variables = serde_json::Value::Object(body.variables.clone().unwrap_or_default());
@@ -203,6 +204,7 @@ async fn run_one(
         .documents
         .check(&app.config, &resolved.query, operation_name)
         .await?;
+    inputs::check(&checked.document, &variables)?;
     if is_get && checked.ty != OperationType::Query {
         return Err(Error::MethodNotAllowed(
             "only queries may be sent with GET; send mutations with POST".into(),
@@ -249,6 +251,7 @@ async fn run_one(
     let owners = owners.snapshot();
     audit.finish_with(app, owners.clone(), ok).await?;
     let request_error = !ok && response.data == async_graphql::Value::Null;
+    order::null_failed_fields(&mut response.data, &response.errors);
     if let Some(operation) = checked.operation() {
         order::by_document(&checked.document, operation, &mut response.data);
     }

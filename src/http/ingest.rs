@@ -43,7 +43,7 @@ async fn import_input<R: std::io::BufRead + Send + 'static>(
     let source = format!("import:{partner}");
     import::import_reader(
         &app.store,
-        viewer.row_filter(),
+        viewer.writer_rows(),
         partner,
         source,
         format,

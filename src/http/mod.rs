@@ -8,6 +8,7 @@ pub mod documents;
 mod extract;
 mod graphql;
 mod health;
+mod inputs;
 pub mod ingest;
 mod limits;
 mod negotiate;

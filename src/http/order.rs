@@ -17,6 +17,41 @@ pub fn by_document(doc: &ExecutableDocument, operation: &OperationDefinition, da
     order(doc, &[&operation.selection_set.node], data);
 }
 
+/// Puts `null` where a field failed (GraphQL spec, "Handling Field Errors": a field error makes
+/// the field null). async-graphql leaves a failed field out of its object instead; a field
+/// refused with `FORBIDDEN_FIELD` would then be missing from `data`. Only nullable fields are
+/// left out this way: a failed non-null field has nulled its parent already.
+pub fn null_failed_fields(data: &mut Value, errors: &[async_graphql::ServerError]) {
+    use async_graphql::PathSegment;
+    for error in errors {
+        let Some((PathSegment::Field(last), parents)) = error.path.split_last() else {
+            continue;
+        };
+        if let Some(Value::Object(map)) = parent_of(data, parents) {
+            let key = async_graphql::Name::new(last);
+            if !map.contains_key(&key) {
+                map.insert(key, Value::Null);
+            }
+        }
+    }
+}
+
+fn parent_of<'v>(
+    value: &'v mut Value,
+    path: &[async_graphql::PathSegment],
+) -> Option<&'v mut Value> {
+    use async_graphql::PathSegment;
+    let Some((first, rest)) = path.split_first() else {
+        return Some(value);
+    };
+    let next = match (first, value) {
+        (PathSegment::Field(name), Value::Object(map)) => map.get_mut(name.as_str())?,
+        (PathSegment::Index(i), Value::List(items)) => items.get_mut(*i)?,
+        _ => return None,
+    };
+    parent_of(next, rest)
+}
+
 /// A response key and the selection sets that select inside it (several when fragments or
 /// repeated fields select the same key).
 type Keyed<'d> = Vec<(&'d str, Vec<&'d SelectionSet>)>;

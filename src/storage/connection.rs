@@ -178,7 +178,7 @@ impl ManageConnection for Manager {
                 // the owner, a LIMIT) at each execution, because the plan it gets from the
                 // values looks cheaper than the generic one; both read the same index, and the
                 // planning was two thirds of the statement's time. Generic plans are made once
-                // per connection. README, Benchmarks, has the measurement.
+                // per connection. deploy/bench/README.md has the measurement.
                 // The writer tag: the feed of data changes tells this store's own writes (which
                 // invalidate its caches as they commit) from everyone else's. Hexadecimal.
                 c.batch_execute(&format!(

@@ -163,7 +163,7 @@ pub struct Detail {
     /// A dashboard names none of them: without them an outcome is 6 values instead of 11, an
     /// actor 3 instead of 11 and an action 10 instead of 17; the whole request cost 8 to 13%
     /// less CPU for outcomes and actors, about 4% less again for actions and partnerships
-    /// (README, Performance by design).
+    /// (docs/performance.md).
     pub secondary: bool,
 }
 

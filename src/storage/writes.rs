@@ -55,9 +55,11 @@ fn decide(
 ) -> Result<(WriteEffect, Option<String>)> {
     match existing {
         None => Ok((WriteEffect::Created, None)),
-        Some(e) if e.owner != owner => Err(Error::Forbidden(
-            "this id belongs to another partner's record".into(),
-        )),
+        // Only for ids stored before ids were namespaced by owner (`domain::write`).
+        Some(e) if e.owner != owner => Err(Error::Invalid(vec![FieldError::new(
+            "id",
+            "cannot be used: choose another id",
+        )])),
         Some(e) if e.hash == hash && !e.retired => Ok((WriteEffect::Unchanged, None)),
         Some(e) => Ok((WriteEffect::Updated, Some(e.imported_at))),
     }
@@ -632,6 +634,7 @@ macro_rules! retire {
             id: &str,
             now: &str,
         ) -> Result<RetireEffect> {
+            crate::domain::write::check_owned_id("id", id, owner)?;
             crate::storage::write_transaction(conn, |c| {
                 let existing: Option<(String, Option<String>)> = $table::table
                     .find(id)
@@ -639,10 +642,10 @@ macro_rules! retire {
                     .first(c)
                     .optional()?;
                 match existing {
+                    // Another partner's record (stored before ids were namespaced) is, to this
+                    // writer, missing.
                     None => Err(Error::NotFound(format!("{} `{id}`", $what))),
-                    Some((o, _)) if o != owner => Err(Error::Forbidden(
-                        "this id belongs to another partner's record".into(),
-                    )),
+                    Some((o, _)) if o != owner => Err(Error::NotFound(format!("{} `{id}`", $what))),
                     Some((_, Some(_))) => Ok(RetireEffect::Unchanged),
                     Some((_, None)) => {
                         diesel::update($table::table.find(id))

@@ -109,7 +109,7 @@ where
     R: Send + 'static,
     T: Send + 'static,
 {
-    let rows = rc.rows.clone();
+    let rows = rc.viewer.writer_rows();
     let effect = rc
         .store
         .run(move |c| upsert(c, &rows, &record, &crate::app::now()))
