@@ -1757,6 +1757,116 @@ async fn bad_text_is_bad_user_input_everywhere(backend: Backend) {
             }
         }
     }
+    // The same text hidden inside a global id or a cursor (base64): decoded, it must not reach
+    // the database either. Refused, or answered as for an id that does not exist; never a 500.
+    for (what, local) in [
+        ("a NUL byte", "caravan-a\u{0}b".to_owned()),
+        (
+            "200,000 characters",
+            format!("caravan-{}", "x".repeat(200_000)),
+        ),
+    ] {
+        let action = gid(Kind::Action, &local);
+        let actor = gid(Kind::Actor, &local);
+        let cursor = passerelle::graphql::pagination::encode_cursor(&local, &local);
+        let cases: Vec<(&str, String, Value)> = vec![
+            (
+                "node(id:)",
+                "query($v: ID!) { node(id: $v) { id } }".into(),
+                json!({ "v": action }),
+            ),
+            (
+                "action(id:)",
+                "query($v: ID!) { action(id: $v) { id } }".into(),
+                json!({ "v": action }),
+            ),
+            (
+                "actor(id:)",
+                "query($v: ID!) { actor(id: $v) { id } }".into(),
+                json!({ "v": actor }),
+            ),
+            (
+                "nodes(ids:)",
+                "query($v: ID!) { nodes(ids: [$v]) { id } }".into(),
+                json!({ "v": action }),
+            ),
+            (
+                "actions(filter:{parent})",
+                "query($v: ID!) { actions(filter: { parent: $v }) { totalCount } }".into(),
+                json!({ "v": action }),
+            ),
+            (
+                "partnerships(filter:{actions})",
+                "query($v: ID!) { partnerships(filter: { actions: [$v] }) { totalCount } }".into(),
+                json!({ "v": action }),
+            ),
+            (
+                "partnerships(filter:{actors})",
+                "query($v: ID!) { partnerships(filter: { actors: [$v] }) { totalCount } }".into(),
+                json!({ "v": actor }),
+            ),
+            (
+                "outcomes(filter:{actions})",
+                "query($v: ID!) { outcomes(filter: { actions: [$v] }) { totalCount } }".into(),
+                json!({ "v": action }),
+            ),
+            (
+                "_entities",
+                "query($r: [_Any!]!) { _entities(representations: $r) { ... on Action { id } } }"
+                    .into(),
+                json!({ "r": [{ "__typename": "Action", "id": action }] }),
+            ),
+            (
+                "actors(after:)",
+                "query($v: String) { actors(after: $v) { totalCount } }".into(),
+                json!({ "v": cursor }),
+            ),
+            (
+                "actions(after:)",
+                "query($v: String) { actions(after: $v) { totalCount } }".into(),
+                json!({ "v": cursor }),
+            ),
+            (
+                "outcomes(after:)",
+                "query($v: String) { outcomes(after: $v) { totalCount } }".into(),
+                json!({ "v": cursor }),
+            ),
+            (
+                "partnerships(after:)",
+                "query($v: String) { partnerships(after: $v) { totalCount } }".into(),
+                json!({ "v": cursor }),
+            ),
+        ];
+        for (name, doc, vars) in cases {
+            let a = gql(&app, &who, &doc, vars).await;
+            let code = first_code(&a.body);
+            let refused_or_empty = code == "BAD_USER_INPUT" || a.body.get("errors").is_none();
+            if a.status >= 500 || !refused_or_empty {
+                problems.push(format!(
+                    "{name} with {what} inside the encoded id or cursor: status {}, code {code:?}: {}",
+                    a.status,
+                    short(&a.body)
+                ));
+            }
+        }
+    }
+    // An operation name with a NUL byte.
+    let a = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(who.token.as_deref().unwrap())
+        .json(&json!({ "query": "query A { viewer { scopes } }", "operationName": "A\u{0}B" }))
+        .send()
+        .await
+        .unwrap();
+    let status = a.status().as_u16();
+    let body: Value = a.json().await.unwrap_or(Value::Null);
+    if status >= 500 || first_code(&body) == "INTERNAL_SERVER_ERROR" {
+        problems.push(format!(
+            "operationName with a NUL byte: status {status}: {}",
+            short(&body)
+        ));
+    }
     // The token endpoint: an OAuth error, never a 500.
     for (what, text) in bad_texts() {
         let res = app

@@ -10,7 +10,9 @@ use async_graphql::{
 };
 
 use super::actors::Actor;
-use super::common::{bounded_filter, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS, PeriodFilter, Place, Provenance};
+use super::common::{
+    bounded_filter, PeriodFilter, Place, Provenance, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS,
+};
 use super::context::{request, RequestContext};
 use super::ids::{self, Kind};
 use super::leaves::{self, nullable, text, LeafList, Leaves, PageLeaves};

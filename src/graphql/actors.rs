@@ -5,7 +5,7 @@ use async_graphql::resolver_utils::enum_value;
 use async_graphql::{Context, Enum, InputObject, Object, Value, ID};
 
 use super::actions::Action;
-use super::common::{bounded_filter, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS, Provenance};
+use super::common::{bounded_filter, Provenance, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS};
 use super::context::request;
 use super::ids::{self, Kind};
 use super::leaves::{nullable, text, Leaves};

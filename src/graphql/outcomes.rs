@@ -5,7 +5,9 @@ use async_graphql::resolver_utils::enum_value;
 use async_graphql::{Context, InputObject, Object, ScalarType, SimpleObject, Value, ID};
 
 use super::actions::Action;
-use super::common::{bounded_filter, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS, PeriodFilter, Provenance};
+use super::common::{
+    bounded_filter, PeriodFilter, Provenance, MAX_SEARCH_CHARS, MAX_TERRITORY_CHARS,
+};
 use super::context::request;
 use super::ids::{self, Kind};
 use super::leaves::{nullable, text, Leaves};

@@ -4,7 +4,7 @@ use async_graphql::{Context, InputObject, Object, ID};
 
 use super::actions::Action;
 use super::actors::Actor;
-use super::common::{bounded_filter, MAX_SEARCH_CHARS, PeriodFilter, Provenance};
+use super::common::{bounded_filter, PeriodFilter, Provenance, MAX_SEARCH_CHARS};
 use super::context::request;
 use super::ids::{self, Kind};
 use super::pagination::{connection_types, page_request, SortDirection};

@@ -131,7 +131,11 @@ mod tests {
 
     #[test]
     fn nul_and_overlong_text_is_refused_wherever_it_is() {
-        assert!(checked("{ actions(filter: {text: \"ok\"}) { totalCount } }", json!({})).is_ok());
+        assert!(checked(
+            "{ actions(filter: {text: \"ok\"}) { totalCount } }",
+            json!({})
+        )
+        .is_ok());
         let e = checked(
             "query { ...F } fragment F on Query { actions(filter: {text: \"a\\u0000b\"}) { totalCount } }",
             serde_json::json!({}),
@@ -148,8 +152,11 @@ mod tests {
         let Error::Invalid(fields) = e else { panic!() };
         assert_eq!(fields[0].field, "$f.themes[1]");
         let long = "x".repeat(MAX_STRING_CHARS + 1);
-        let e = checked("query($t: String) { a(t: $t) }", serde_json::json!({ "t": long }))
-            .unwrap_err();
+        let e = checked(
+            "query($t: String) { a(t: $t) }",
+            serde_json::json!({ "t": long }),
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "BAD_USER_INPUT");
     }
 
