@@ -1389,6 +1389,54 @@ async fn cached_answers_never_cross_callers(backend: Backend) {
                     ans.hit
                 ));
             }
+            // The same through a batch and through GET.
+            let mut req = app.http.post(app.url("/graphql")).json(&json!([
+                { "query": VIEWER },
+                { "query": "query { ...W } fragment W on Query { viewer { partner { slug } } }" }
+            ]));
+            if let Some(t) = &who.token {
+                req = req.bearer_auth(t);
+            }
+            let batch: Value = req
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            for i in 0..2 {
+                let slug = &batch[i]["data"]["viewer"]["partner"]["slug"];
+                if slug != &json!(who.partner.unwrap()) {
+                    problems.push(format!(
+                        "{} batch[{i}]: viewer.partner.slug is {slug}: {}",
+                        who.label,
+                        short(&batch)
+                    ));
+                }
+            }
+            let mut req = app
+                .http
+                .get(app.url("/graphql"))
+                .header("apollo-require-preflight", "1")
+                .query(&[("query", VIEWER)]);
+            if let Some(t) = &who.token {
+                req = req.bearer_auth(t);
+            }
+            let got: Value = req
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            let slug = &got["data"]["viewer"]["partner"]["slug"];
+            if slug != &json!(who.partner.unwrap()) {
+                problems.push(format!(
+                    "{} GET: viewer.partner.slug is {slug}: {}",
+                    who.label,
+                    short(&got)
+                ));
+            }
         }
     }
     report(&problems);
