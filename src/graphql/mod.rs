@@ -120,7 +120,8 @@ impl Schemas {
     /// Runs `request` on the instance its document calls for, after refusing federation
     /// representations no entity resolver takes.
     pub async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
-        let variables = request.variables.clone();
+        // Out of the request while its document is borrowed, then back: not copied.
+        let variables = std::mem::take(&mut request.variables);
         let (only_schema, invalid) = match request.parsed_query() {
             Ok(doc) => (
                 crate::http::limits::introspection_only(doc),
@@ -128,6 +129,7 @@ impl Schemas {
             ),
             Err(_) => (false, None),
         };
+        request.variables = variables;
         if let Some(error) = invalid {
             return async_graphql::Response::from_errors(vec![error]);
         }
