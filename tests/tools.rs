@@ -446,6 +446,9 @@ async fn graphiql_works_offline_in_headless_chromium(app: TestApp) {
         "{served:?}"
     );
     assert_eq!(r["pageErrors"], json!([]), "{r:#}");
+    // The page's Content-Security-Policy (this server only) let GraphiQL do all of it.
+    let console = r["console"].to_string();
+    assert!(!console.contains("Content Security Policy"), "{console}");
     // GraphiQL's introspection loaded the schema into the docs explorer.
     let docs = r["docs"].as_str().unwrap();
     assert!(
@@ -474,6 +477,12 @@ async fn graphiql_works_offline_in_headless_chromium(app: TestApp) {
 async fn graphiql_assets_are_served_from_the_binary(app: TestApp) {
     let page = app.http.get(app.url("/graphiql")).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'self';"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
     let html = page.text().await.unwrap();
     assert!(!html.contains("http:") && !html.contains("https:") && !html.contains("//"));
     let assets: Vec<&str> = html
