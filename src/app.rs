@@ -8,7 +8,7 @@ use crate::auth::keys::{self, KeyRing};
 use crate::config::Config;
 use crate::connectors::{Scheduler, SyncStats};
 use crate::error::Result;
-use crate::graphql::{build_schema, PageLimits, PasserelleSchema};
+use crate::graphql::{PageLimits, Schemas};
 use crate::http::admission::Admission;
 use crate::http::cache::ResponseCache;
 use crate::http::rate_limit::RateLimiter;
@@ -32,7 +32,8 @@ impl std::ops::Deref for App {
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
-    pub schema: PasserelleSchema,
+    /// The schema, with the limits for data and those for introspection.
+    pub schema: Schemas,
     pub persisted: PersistedQueries,
     pub response_cache: ResponseCache,
     /// Documents parsed and checked, by their text.
@@ -94,7 +95,7 @@ impl App {
         // A signing key that cannot be decrypted stops the start, with its own code.
         keys.reload().await?;
         let external = ExternalVerifier::from_config(&config)?.map(Arc::new);
-        let schema = build_schema(&config);
+        let schema = Schemas::new(&config);
         let persisted = PersistedQueries::new(store.clone(), config.persisted_query_cache_entries);
         if let Some(path) = &config.persisted_query_manifest {
             let imported = persisted.import(Manifest::read(path)?).await?;

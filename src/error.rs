@@ -217,7 +217,7 @@ impl Error {
                 format!("too many requests; retry in {retry_after_secs} s")
             }
             Error::Overloaded => "the server is at capacity; retry in a moment".into(),
-            Error::CsrfPreflightRequired => "this request has been blocked as a potential Cross-Site Request Forgery: send a `Content-Type: application/json` body or a non-empty `apollo-require-preflight` header".into(),
+            Error::CsrfPreflightRequired => "this request has been blocked as a potential Cross-Site Request Forgery: a GET (or a POST with a form or text/plain body) must carry a non-empty `apollo-require-preflight` or `x-apollo-operation-name` header (any value, e.g. `apollo-require-preflight: true`); a POST may instead send `Content-Type: application/json`".into(),
             Error::IntrospectionDisabled => {
                 "introspection is disabled for this client (it needs the `introspect` scope)".into()
             }

@@ -15,8 +15,12 @@ use passerelle::graphql::ids::{encode, Kind};
 use serde_json::{json, Value};
 
 async fn the_service_sdl_declares_keyed_entities(app: TestApp) {
-    let data = app.data("{ _service { sdl } }", json!({})).await;
-    let sdl = data["_service"]["sdl"].as_str().unwrap();
+    // Introspection: a gateway's client has the `introspect` scope.
+    let gateway = partner("caravan", &["introspect"]);
+    let body = app
+        .execute_as(&gateway, "{ _service { sdl } }", json!({}))
+        .await;
+    let sdl = body["data"]["_service"]["sdl"].as_str().unwrap();
     assert!(
         sdl.contains("https://specs.apollo.dev/federation/v2"),
         "{sdl}"
@@ -97,6 +101,77 @@ async fn entities_are_batched_and_authorized_like_every_read(app: TestApp) {
     );
 }
 
+/// Representations that match no visible record answer null in their position, hidden and
+/// missing alike; a representation that is not one of this subgraph's entities is the caller's
+/// error, `BAD_USER_INPUT`.
+async fn unmatched_representations_are_null_and_invalid_ones_bad_user_input(app: TestApp) {
+    app.seed().await;
+    let caravan = "partner=caravan; scopes=read,write";
+    let (_, _, created) = app
+        .graphql_with_test_viewer(
+            caravan,
+            r#"mutation { upsertAction(input: { id: "caravan-hidden", kind: EVENT, title: "Réunion interne" }) { effect } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        created["data"]["upsertAction"]["effect"], "CREATED",
+        "{created:#}"
+    );
+    let ask = |reps: Value| {
+        let app = &app;
+        async move {
+            app.post_json(
+                &json!({ "query": ENTITIES, "variables": { "reps": reps } }),
+                &[],
+            )
+            .await
+        }
+    };
+    let (status, _, body) = ask(json!([
+        action_rep("caravan-2020-experiment"),
+        action_rep("no-such-action"),
+        action_rep("caravan-hidden"),
+        { "__typename": "Actor", "id": "not a global id" },
+        { "__typename": "Action", "id": encode(Kind::Outcome, "caravan-2020-experiment").0 },
+    ]))
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.get("errors").is_none(), "{body:#}");
+    let entities = body["data"]["_entities"].as_array().unwrap();
+    assert_eq!(
+        entities[0]["localId"], "caravan-2020-experiment",
+        "{body:#}"
+    );
+    assert_eq!(
+        &entities[1..],
+        &[Value::Null, Value::Null, Value::Null, Value::Null]
+    );
+    // Hidden and missing: the same answer, byte for byte.
+    let (_, _, hidden) = ask(json!([action_rep("caravan-hidden")])).await;
+    let (_, _, missing) = ask(json!([action_rep("no-such-action")])).await;
+    assert_eq!(hidden, missing);
+    assert_eq!(hidden["data"]["_entities"], json!([null]));
+    // Not an entity of this subgraph, or no string `id`.
+    for invalid in [
+        json!({ "__typename": "Nonsense", "id": encode(Kind::Action, "caravan-hidden").0 }),
+        json!({ "__typename": "Action" }),
+        json!({ "__typename": "Action", "id": true }),
+        json!({ "id": encode(Kind::Action, "caravan-hidden").0 }),
+        json!("Action"),
+    ] {
+        let (status, _, body) = ask(json!([action_rep("caravan-2020-experiment"), invalid])).await;
+        assert_eq!(status, 200, "{body:#}");
+        assert_eq!(
+            common::error_code(&body),
+            "BAD_USER_INPUT",
+            "{invalid}: {body:#}"
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("__typename"), "{message}");
+    }
+}
+
 // ---------------------------------------------------------------- a second subgraph
 
 /// The `Action` entity as the volunteering subgraph knows it.
@@ -166,6 +241,10 @@ async fn a_real_gateway_composes_passerelle_and_answers_across_subgraphs(app: Te
         return;
     };
     app.seed().await;
+    // The gateway composes from the subgraph's `_service` SDL, which follows the introspection
+    // rule: this replica lets anyone introspect.
+    let first = app;
+    let app = first.spawn_beside(|c| c.public_introspection = true).await;
     let featured = vec![
         encode(Kind::Action, "caravan-2020-experiment"),
         encode(Kind::Action, "caravan-2021-resumption"),
@@ -225,5 +304,6 @@ async fn a_real_gateway_composes_passerelle_and_answers_across_subgraphs(app: Te
 backend_tests!(
     the_service_sdl_declares_keyed_entities,
     entities_are_batched_and_authorized_like_every_read,
+    unmatched_representations_are_null_and_invalid_ones_bad_user_input,
     a_real_gateway_composes_passerelle_and_answers_across_subgraphs,
 );

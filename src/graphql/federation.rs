@@ -2,9 +2,13 @@
 //! partners are entities keyed by their global `id`. `_entities` resolves representations
 //! concurrently and each resolver goes through the request's DataLoaders, so a batch of
 //! representations costs one query per type, filtered by the caller's row filter exactly like
-//! every other read: an entity the caller may not see resolves to null.
+//! every other read: an entity the caller may not see resolves to null, exactly like one that
+//! does not exist. A representation that is not one of these entities (unknown `__typename`, no
+//! `id`) is the caller's mistake: [`invalid_representation`] refuses it with `BAD_USER_INPUT`
+//! before execution, where async-graphql would fail the whole `_entities` field.
 
-use async_graphql::{Context, Object, ID};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Context, Object, ServerError, Value as ConstValue, Variables, ID};
 
 use super::actions::Action;
 use super::actors::Actor;
@@ -21,6 +25,86 @@ fn local(kind: Kind, id: &ID) -> Option<String> {
         Some((k, local)) if k == kind => Some(local),
         _ => None,
     }
+}
+
+/// The entities this subgraph resolves, by `__typename`.
+const ENTITY_TYPES: [&str; 5] = ["Actor", "Action", "Outcome", "Partnership", "Partner"];
+
+/// The first representation passed to `_entities` in `doc` (with `variables`) that no entity
+/// resolver can take, as a `BAD_USER_INPUT` error naming its position; `None` when every one is
+/// an object with one of [`ENTITY_TYPES`] as `__typename` and an `id` an `ID` accepts.
+pub fn invalid_representation(
+    doc: &ExecutableDocument,
+    variables: &Variables,
+) -> Option<ServerError> {
+    fn in_set(
+        doc: &ExecutableDocument,
+        set: &SelectionSet,
+        vars: &Variables,
+        depth: usize,
+    ) -> Option<ServerError> {
+        // Root fields only, through fragments (bounded: cycles fail validation).
+        if depth > 8 {
+            return None;
+        }
+        set.items.iter().find_map(|item| match &item.node {
+            Selection::Field(f) if f.node.name.node == "_entities" => {
+                let (_, value) = f
+                    .node
+                    .arguments
+                    .iter()
+                    .find(|(name, _)| name.node == "representations")?;
+                // Unknown variables and wrong types are validation's to report.
+                let value = value
+                    .node
+                    .clone()
+                    .into_const_with(|name| vars.get(&name).cloned().ok_or(()))
+                    .ok()?;
+                let ConstValue::List(items) = value else {
+                    return None;
+                };
+                items.iter().position(|r| !representable(r)).map(|i| {
+                    let mut error = ServerError::new(
+                        format!(
+                            "representation {i} is not an entity of this subgraph: each needs a \
+                             `__typename` among {} and a string `id`",
+                            ENTITY_TYPES.join(", ")
+                        ),
+                        Some(f.pos),
+                    );
+                    error
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .set("code", "BAD_USER_INPUT");
+                    error
+                })
+            }
+            Selection::Field(_) => None,
+            Selection::InlineFragment(f) => {
+                in_set(doc, &f.node.selection_set.node, vars, depth + 1)
+            }
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(&s.node.fragment_name.node)
+                .and_then(|f| in_set(doc, &f.node.selection_set.node, vars, depth + 1)),
+        })
+    }
+    doc.operations
+        .iter()
+        .find_map(|(_, op)| in_set(doc, &op.node.selection_set.node, variables, 0))
+}
+
+/// Whether an entity resolver takes `representation` (resolving it to a record or to null).
+fn representable(representation: &ConstValue) -> bool {
+    let ConstValue::Object(fields) = representation else {
+        return false;
+    };
+    let typename = matches!(fields.get("__typename"), Some(ConstValue::String(t)) if ENTITY_TYPES.contains(&t.as_str()));
+    let id = matches!(
+        fields.get("id"),
+        Some(ConstValue::String(_) | ConstValue::Number(_))
+    );
+    typename && id
 }
 
 #[derive(Default)]

@@ -94,6 +94,59 @@ pub fn build_schema(config: &Config) -> PasserelleSchema {
         .finish()
 }
 
+/// The schema built twice: with the configured limits for every document that reads data, and
+/// with a depth limit suited to introspection for documents that read nothing but the schema
+/// (see [`crate::http::limits`]): graphql-js's standard introspection query is deeper than any
+/// data query needs, and refusing it breaks GraphiQL, code generators and schema-driven tools.
+pub struct Schemas {
+    data: PasserelleSchema,
+    introspection: PasserelleSchema,
+}
+
+impl Schemas {
+    pub fn new(config: &Config) -> Self {
+        let introspection = Config {
+            max_query_depth: config
+                .max_query_depth
+                .max(crate::http::limits::INTROSPECTION_MAX_DEPTH),
+            ..config.clone()
+        };
+        Schemas {
+            data: build_schema(config),
+            introspection: build_schema(&introspection),
+        }
+    }
+
+    /// Runs `request` on the instance its document calls for, after refusing federation
+    /// representations no entity resolver takes.
+    pub async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        // Out of the request while its document is borrowed, then back: not copied.
+        let variables = std::mem::take(&mut request.variables);
+        let (only_schema, invalid) = match request.parsed_query() {
+            Ok(doc) => (
+                crate::http::limits::introspection_only(doc),
+                federation::invalid_representation(doc, &variables),
+            ),
+            Err(_) => (false, None),
+        };
+        request.variables = variables;
+        if let Some(error) = invalid {
+            return async_graphql::Response::from_errors(vec![error]);
+        }
+        let schema = if only_schema {
+            &self.introspection
+        } else {
+            &self.data
+        };
+        schema.execute(request).await
+    }
+
+    /// The schema with the configured limits.
+    pub fn data(&self) -> &PasserelleSchema {
+        &self.data
+    }
+}
+
 /// The SDL of the schema, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
     build_schema(&Config::default()).sdl()

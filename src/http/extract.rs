@@ -41,6 +41,11 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Headers a browser only sends cross-site after a CORS preflight; any non-empty value lets a
+/// simple request through (Apollo Router's and Apollo Server's names, so Apollo clients pass
+/// unmodified). `Error::CsrfPreflightRequired`'s message names each of them.
+pub const PREFLIGHT_HEADERS: [&str; 2] = ["apollo-require-preflight", "x-apollo-operation-name"];
+
 /// Apollo's CSRF prevention: a browser can send a "simple" request (GET, or a POST with a form or
 /// text content type) cross-site without a preflight. Such requests must carry a header that a
 /// browser only sends after a CORS preflight.
@@ -52,10 +57,7 @@ pub fn csrf(headers: &HeaderMap) -> Result<()> {
             .get(name)
             .is_some_and(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
     };
-    if preflighted_type
-        || has_header("apollo-require-preflight")
-        || has_header("x-apollo-operation-name")
-    {
+    if preflighted_type || PREFLIGHT_HEADERS.iter().any(|h| has_header(h)) {
         Ok(())
     } else {
         Err(Error::CsrfPreflightRequired)
@@ -130,5 +132,28 @@ pub fn from_post(headers: &HeaderMap, bytes: &[u8]) -> Result<Incoming> {
             "POST a body of type `application/json`, not `{}`",
             other.unwrap_or("(none)")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csrf_refusal_names_every_header_that_passes() {
+        let message = Error::CsrfPreflightRequired.message();
+        for name in PREFLIGHT_HEADERS {
+            assert!(message.contains(&format!("`{name}`")), "{message}");
+            let mut headers = HeaderMap::new();
+            headers.insert(name, "1".parse().unwrap());
+            assert!(csrf(&headers).is_ok(), "{name}");
+            headers.insert(name, " ".parse().unwrap());
+            assert!(csrf(&headers).is_err(), "{name} empty");
+        }
+        assert!(csrf(&HeaderMap::new()).is_err());
+        let mut json = HeaderMap::new();
+        json.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        assert!(csrf(&json).is_ok());
+        assert!(message.contains("application/json"), "{message}");
     }
 }

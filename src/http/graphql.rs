@@ -11,13 +11,12 @@
 
 use std::any::Any;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::negotiate::{self, negotiate, Format};
 use super::{apq, cache, extract, inputs, limits, order};
@@ -410,11 +409,6 @@ pub(super) fn error_response(error: &Error, format: Format) -> Response {
         headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
     response
-}
-
-/// An in-browser IDE for exploring the schema.
-pub async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
 /// A panic anywhere in a handler becomes a masked 500; the detail goes to the log.

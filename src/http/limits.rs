@@ -2,8 +2,16 @@
 //! (parsing is the first thing an attacker makes us pay for), then aliases, introspection and the
 //! operation type on the parsed document. Depth and complexity are checked by async-graphql's
 //! validation with the schema's limits; `response_codes` gives those errors their stable codes.
+//!
+//! Introspection is limited on its own terms (as graphql-js's `MaxIntrospectionDepthRule` and
+//! graphql-armor's `ignoreIntrospection` do): the standard introspection query's `ofType` chain
+//! is deeper than any data query needs, so a document that reads nothing but the schema
+//! ([`introspection_only`]) runs on a schema instance with a higher depth limit
+//! ([`INTROSPECTION_MAX_DEPTH`]), while any document with a data field keeps the normal limits.
+//! What makes introspection costly is nesting the lists of types (`fields { type { fields ...`),
+//! each level multiplying the answer: that nesting is bounded in every document.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
@@ -64,6 +72,22 @@ pub fn check(config: &Config, text: &str, operation_name: Option<&str>) -> Resul
             "the document uses {} aliases; at most {} are allowed",
             walk.aliases, config.max_query_aliases
         )));
+    }
+    if walk.introspection {
+        let mut nesting = Nesting {
+            doc: &doc,
+            memo: HashMap::new(),
+        };
+        let mut deepest = 0;
+        for (_, op) in doc.operations.iter() {
+            deepest = deepest.max(nesting.set(&op.node.selection_set.node, false)?);
+        }
+        if deepest > MAX_TYPE_LIST_NESTING {
+            return Err(Error::QueryTooDeep(format!(
+                "introspection nests `fields`, `interfaces`, `possibleTypes` or `inputFields` \
+                 {deepest} deep; at most {MAX_TYPE_LIST_NESTING} are allowed"
+            )));
+        }
     }
     let ty = operation.ty;
     Ok(Checked {
@@ -175,6 +199,96 @@ fn kinds_of(name: &str, root_node: bool) -> &'static [EntityKind] {
         "researchAggregate" => &[Outcome, Action, Partner],
         "partnerships" | "partnership" => &[Partnership],
         _ => &[],
+    }
+}
+
+/// The depth limit of documents that read nothing but the schema: graphql-js's standard
+/// introspection query is 13 deep (its `ofType` chain), some tools ask a few levels more.
+pub const INTROSPECTION_MAX_DEPTH: usize = 20;
+
+/// How many of `fields`, `interfaces`, `possibleTypes` and `inputFields` may nest inside one
+/// another under `__schema` or `__type` (graphql-js refuses a third level too).
+const MAX_TYPE_LIST_NESTING: usize = 2;
+
+/// The introspection fields that list types, whose nesting multiplies an answer.
+const TYPE_LISTS: [&str; 4] = ["fields", "interfaces", "possibleTypes", "inputFields"];
+
+/// Root fields that read only the schema.
+const INTROSPECTION_ROOTS: [&str; 3] = ["__schema", "__type", "__typename"];
+
+/// Whether every operation of `doc` reads nothing but the schema: every root field, through
+/// fragments, is `__schema`, `__type` or `__typename` (whose selections can reach no data). A
+/// document with any other root field, or fragments that cannot be followed, is not.
+pub fn introspection_only(doc: &ExecutableDocument) -> bool {
+    fn roots(doc: &ExecutableDocument, set: &SelectionSet, seen: &mut Vec<String>) -> bool {
+        set.items.iter().all(|item| match &item.node {
+            Selection::Field(f) => INTROSPECTION_ROOTS.contains(&f.node.name.node.as_str()),
+            Selection::InlineFragment(f) => roots(doc, &f.node.selection_set.node, seen),
+            Selection::FragmentSpread(s) => {
+                let name = s.node.fragment_name.node.as_str();
+                if seen.iter().any(|n| n == name) {
+                    return false;
+                }
+                seen.push(name.to_owned());
+                let ok = doc
+                    .fragments
+                    .get(&s.node.fragment_name.node)
+                    .is_some_and(|f| roots(doc, &f.node.selection_set.node, seen));
+                seen.pop();
+                ok
+            }
+        })
+    }
+    doc.operations
+        .iter()
+        .all(|(_, op)| roots(doc, &op.node.selection_set.node, &mut Vec::new()))
+}
+
+/// The deepest nesting of [`TYPE_LISTS`] under introspection fields, fragments followed once
+/// each (memoized, so a document cannot make this walk exponential).
+struct Nesting<'a> {
+    doc: &'a ExecutableDocument,
+    /// By fragment and whether it is inside an introspection field; `None` while being walked.
+    memo: HashMap<(&'a str, bool), Option<usize>>,
+}
+
+impl<'a> Nesting<'a> {
+    fn set(&mut self, set: &'a SelectionSet, inside: bool) -> Result<usize> {
+        let mut deepest = 0;
+        for item in &set.items {
+            let depth = match &item.node {
+                Selection::Field(field) => {
+                    let name = field.node.name.node.as_str();
+                    let inside = inside || name == "__schema" || name == "__type";
+                    let own = usize::from(inside && TYPE_LISTS.contains(&name));
+                    own + self.set(&field.node.selection_set.node, inside)?
+                }
+                Selection::InlineFragment(f) => self.set(&f.node.selection_set.node, inside)?,
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    match self.memo.get(&(name, inside)) {
+                        Some(Some(depth)) => *depth,
+                        Some(None) => {
+                            return Err(Error::ValidationFailed(format!(
+                                "the fragment `{name}` spreads itself"
+                            )))
+                        }
+                        None => match self.doc.fragments.get(&s.node.fragment_name.node) {
+                            // Validation names the unknown fragment.
+                            None => 0,
+                            Some(fragment) => {
+                                self.memo.insert((name, inside), None);
+                                let depth = self.set(&fragment.node.selection_set.node, inside)?;
+                                self.memo.insert((name, inside), Some(depth));
+                                depth
+                            }
+                        },
+                    }
+                }
+            };
+            deepest = deepest.max(depth);
+        }
+        Ok(deepest)
     }
 }
 
@@ -308,6 +422,61 @@ mod tests {
         assert_eq!(
             (m.ty, m.name.as_deref()),
             (OperationType::Mutation, Some("B"))
+        );
+    }
+
+    fn only(text: &str) -> bool {
+        introspection_only(&async_graphql::parser::parse_query(text).unwrap())
+    }
+
+    #[test]
+    fn introspection_only_documents_read_nothing_but_the_schema() {
+        assert!(only("{ __schema { types { name } } __typename }"));
+        assert!(only(
+            "query Q { ...F } fragment F on Query { __type(name: \"Actor\") { ...T } } fragment T on __Type { name }"
+        ));
+        assert!(only("{ ... on Query { __schema { queryType { name } } } }"));
+        // A data field anywhere at the root, in any operation or through a fragment.
+        assert!(!only(
+            "{ __schema { types { name } } actors { totalCount } }"
+        ));
+        assert!(!only(
+            "query A { __schema { types { name } } } query B { viewer { scopes } }"
+        ));
+        assert!(!only(
+            "{ ...F } fragment F on Query { __typename partners { slug } }"
+        ));
+        assert!(!only("{ ... on Query { viewer { scopes } } }"));
+        // Fragments that cannot be followed (unknown, or a cycle) are not trusted.
+        assert!(!only("{ ...Missing }"));
+        assert!(!only("{ ...A } fragment A on Query { ...A }"));
+    }
+
+    #[test]
+    fn nested_lists_of_types_are_bounded_in_every_document() {
+        let c = Config::default();
+        let two = "{ __schema { types { fields { type { fields { name } } } } } }";
+        assert!(check(&c, two, None).is_ok());
+        let three =
+            "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+        assert_eq!(check(&c, three, None).unwrap_err().code(), "QUERY_TOO_DEEP");
+        // Counted through fragments, and beside data fields too.
+        let spread = "{ viewer { scopes } __type(name: \"Query\") { ...L } } fragment L on __Type { interfaces { possibleTypes { inputFields { name } } } }";
+        assert_eq!(
+            check(&c, spread, None).unwrap_err().code(),
+            "QUERY_TOO_DEEP"
+        );
+        // A fragment counts where it is spread: nothing outside `__schema`/`__type`, its lists
+        // inside.
+        let shared = "{ ...L __schema { types { fields { type { ...L } } } } } fragment L on __Type { fields { type { fields { name } } } }";
+        assert_eq!(
+            check(&c, shared, None).unwrap_err().code(),
+            "QUERY_TOO_DEEP"
+        );
+        let cycle = "{ __schema { types { ...A } } } fragment A on __Type { ofType { ...A } }";
+        assert_eq!(
+            check(&c, cycle, None).unwrap_err().code(),
+            "GRAPHQL_VALIDATION_FAILED"
         );
     }
 }

@@ -6,11 +6,12 @@ pub mod cache;
 mod cors;
 pub mod documents;
 mod extract;
+mod graphiql;
 mod graphql;
 mod health;
 pub mod ingest;
 mod inputs;
-mod limits;
+pub(crate) mod limits;
 mod negotiate;
 mod order;
 pub mod rate_limit;
@@ -49,7 +50,7 @@ pub fn router(app: App) -> Router {
             "/graphql",
             get(graphql::handle).post(graphql::handle).layer(admit()),
         )
-        .route("/graphiql", get(graphql::graphiql))
+        .merge(graphiql::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
