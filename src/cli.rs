@@ -74,6 +74,9 @@ enum Command {
         #[command(subcommand)]
         command: PqCommand,
     },
+    /// Manage partners: the organisations whose data Passerelle holds.
+    #[command(subcommand)]
+    Partner(PartnerCommand),
     /// Manage OAuth2 clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -86,12 +89,49 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PartnerCommand {
+    /// Register a partner. SLUG: 2-40 of a-z, 0-9 and `-`, starting with a letter, not ending
+    /// with `-`, and neither a `-`-prefix of another partner's slug nor the other way round
+    /// (the records a partner writes have ids starting with `SLUG-`).
+    Create {
+        slug: String,
+        /// The partner's display name.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List partners (slug, state, name).
+    List,
+    /// Change a partner's name or description.
+    Update {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The new description; an empty one clears it.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Retire a partner: its clients are revoked and no new client can be created for it.
+    /// Its records stay.
+    Retire { slug: String },
+}
+
+#[derive(Subcommand)]
 enum ClientCommand {
     /// Register a client; prints its id and secret (the secret is shown only this once).
     Create {
         /// The partner the client acts for, e.g. `caravan`.
+        #[arg(
+            long,
+            required_unless_present = "research_org",
+            conflicts_with = "research_org"
+        )]
+        partner: Option<String>,
+        /// A research organisation instead of a partner (a slug such as `ined`): the client may
+        /// hold only the `research` scope and sees public rows only.
         #[arg(long)]
-        partner: String,
+        research_org: Option<String>,
         /// Space-separated scopes: read read:sensitive write research admin introspect.
         #[arg(long)]
         scopes: String,
@@ -291,6 +331,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
         }
         Command::Schema => {}
+        Command::Partner(c) => partner_command(&app, c).await?,
         Command::Client(c) => client_command(&app, c).await?,
         Command::Keys(c) => keys_command(&app, c).await?,
         Command::Sharing(c) => sharing_command(&app, c).await?,
@@ -300,11 +341,30 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
 
 async fn client_command(app: &App, command: ClientCommand) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Create { partner, scopes } => {
+        ClientCommand::Create {
+            partner,
+            research_org,
+            scopes,
+        } => {
+            let owner = partner.clone().or_else(|| research_org.clone());
             let created = app
                 .store
-                .run(move |c| clients::create(c, &partner, &scopes))
-                .await?;
+                .run(move |c| match (partner, research_org) {
+                    (Some(p), _) => clients::create(c, &p, &scopes),
+                    (None, Some(org)) => clients::create_research(c, &org, &scopes),
+                    (None, None) => Err(crate::error::Error::BadRequest(
+                        "give --partner or --research-org".into(),
+                    )),
+                })
+                .await
+                .map_err(field_errors)?;
+            audit_cli(
+                app,
+                "passerelle client create",
+                owner.into_iter().collect(),
+                &format!("created {}", created.id),
+            )
+            .await?;
             println!("client_id:     {}", created.id);
             println!("client_secret: {}", created.secret);
             println!("Store the secret now: it is not kept and cannot be shown again.");
@@ -333,6 +393,121 @@ async fn client_command(app: &App, command: ClientCommand) -> anyhow::Result<()>
             } else {
                 anyhow::bail!("no active client {shown}");
             }
+        }
+    }
+    Ok(())
+}
+
+/// A `BAD_USER_INPUT` error as `field: message` lines; other errors as they are.
+fn field_errors(e: crate::error::Error) -> anyhow::Error {
+    match e {
+        crate::error::Error::Invalid(errors) => anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => other.into(),
+    }
+}
+
+/// Appends an audit entry for an administration command (no client: the operator at the
+/// machine), naming the partners it concerned.
+async fn audit_cli(
+    app: &App,
+    operation: &'static str,
+    partners: std::collections::BTreeSet<String>,
+    outcome: &str,
+) -> anyhow::Result<()> {
+    let outcome = outcome.to_owned();
+    app.store
+        .run(move |c| {
+            crate::auth::audit::record(
+                c,
+                &crate::domain::Viewer::anonymous(),
+                operation,
+                &partners,
+                &outcome,
+            )
+        })
+        .await?;
+    Ok(())
+}
+
+async fn partner_command(app: &App, command: PartnerCommand) -> anyhow::Result<()> {
+    use crate::storage::partners;
+    match command {
+        PartnerCommand::Create {
+            slug,
+            name,
+            description,
+        } => {
+            let s = slug.clone();
+            let created = app
+                .store
+                .run(move |c| partners::create(c, &s, &name, description.as_deref(), &now()))
+                .await
+                .map_err(field_errors)?;
+            audit_cli(app, "passerelle partner create", [slug].into(), "created").await?;
+            println!("partner {} created ({})", created.id, created.name);
+        }
+        PartnerCommand::List => {
+            for p in app.store.run(partners::list).await? {
+                let state = match &p.retired_at {
+                    Some(at) => format!("retired {at}"),
+                    None => "active".into(),
+                };
+                println!("{}\t{}\t{}", p.id, state, p.name);
+            }
+        }
+        PartnerCommand::Update {
+            slug,
+            name,
+            description,
+        } => {
+            if name.is_none() && description.is_none() {
+                anyhow::bail!("nothing to change: give --name and/or --description");
+            }
+            let s = slug.clone();
+            let updated = app
+                .store
+                .run(move |c| {
+                    let description = description
+                        .as_deref()
+                        .map(|d| Some(d).filter(|d| !d.is_empty()));
+                    partners::update(c, &s, name.as_deref(), description)
+                })
+                .await
+                .map_err(field_errors)?;
+            audit_cli(app, "passerelle partner update", [slug].into(), "updated").await?;
+            println!("partner {} updated ({})", updated.id, updated.name);
+        }
+        PartnerCommand::Retire { slug } => {
+            let s = slug.clone();
+            let retired = app
+                .store
+                .run(move |c| partners::retire(c, &s, &now()))
+                .await
+                .map_err(field_errors)?;
+            let outcome = format!(
+                "{}; {} clients revoked",
+                if retired.newly {
+                    "retired"
+                } else {
+                    "already retired"
+                },
+                retired.clients_revoked
+            );
+            audit_cli(
+                app,
+                "passerelle partner retire",
+                [slug.clone()].into(),
+                &outcome,
+            )
+            .await?;
+            println!("partner {slug} {outcome}");
         }
     }
     Ok(())

@@ -7,6 +7,8 @@ diesel::table! {
         name -> Text,
         description -> Nullable<Text>,
         created_at -> Text,
+        /// Set by `passerelle partner retire`: its clients get no more tokens.
+        retired_at -> Nullable<Text>,
     }
 }
 
@@ -204,7 +206,9 @@ diesel::table! {
 diesel::table! {
     oauth_clients (id) {
         id -> Text,
-        partner_id -> Text,
+        /// NULL for a research client, which has a `research_org` instead.
+        partner_id -> Nullable<Text>,
+        research_org -> Nullable<Text>,
         scopes -> Text,
         secret_hash -> Text,
         created_at -> Text,

@@ -1,0 +1,390 @@
+//! A new deployment's first day, through the real binary and real client libraries: from an
+//! empty database to a partner, a client, a token and a query using only documented commands
+//! (docs/getting-started.md); research clients; OAuth/OIDC discovery followed by openid-client
+//! (npm) and authlib (PyPI), unmodified; ES256 signing and a switch of algorithm.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestDb};
+use serde_json::{json, Value};
+
+/// The binary, with none of the tests' own settings leaking in.
+fn passerelle(database_url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PASSERELLE_") || k == "DATABASE_URL" {
+            c.env_remove(k);
+        }
+    }
+    c.env("DATABASE_URL", database_url);
+    c
+}
+
+/// Runs a command that must succeed; its stdout.
+fn ok(database_url: &str, args: &[&str]) -> String {
+    let out = passerelle(database_url).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "passerelle {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with exit code 1; its stderr.
+fn refused(database_url: &str, args: &[&str]) -> String {
+    let out = passerelle(database_url).args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "passerelle {args:?} should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// `client_id` and `client_secret` from `passerelle client create`'s output.
+fn credentials(created: &str) -> (String, String) {
+    let field = |name: &str| {
+        created
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {created}"))
+            .trim()
+            .to_owned()
+    };
+    (field("client_id:"), field("client_secret:"))
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `passerelle serve`, stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut command = passerelle(database_url);
+        command
+            .arg("serve")
+            .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let mut server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("passerelle serve exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "passerelle serve did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.port = port;
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A token from `/oauth/token` through the `oauth2` crate (client_secret_basic).
+async fn token(
+    server: &Server,
+    id: &str,
+    secret: &str,
+    scope: Option<&str>,
+) -> Result<String, String> {
+    use oauth2::TokenResponse;
+    let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(id.to_owned()))
+        .set_client_secret(oauth2::ClientSecret::new(secret.to_owned()))
+        .set_token_uri(oauth2::TokenUrl::new(server.url("/oauth/token")).unwrap());
+    let http = oauth2::reqwest::ClientBuilder::new()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = client.exchange_client_credentials();
+    if let Some(s) = scope {
+        request = request.add_scope(oauth2::Scope::new(s.to_owned()));
+    }
+    request
+        .request_async(&http)
+        .await
+        .map(|t| t.access_token().secret().clone())
+        .map_err(|e| format!("{e:?}"))
+}
+
+async fn graphql(server: &Server, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+fn error_code(answer: &Value) -> &str {
+    answer["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {answer:#}"))
+}
+
+const CREATE_PARTNER: &str = "mutation($input: CreatePartnerInput!) {
+    createPartner(input: $input) { partner { slug name description } retiredAt } }";
+
+/// Empty database -> partner -> client -> token -> query, with the commands the guide gives;
+/// then partner management over GraphQL and retirement.
+async fn empty_database_to_a_query(backend: Backend) {
+    let Some((_db, url)) = TestDb::create(backend) else {
+        return;
+    };
+    let url = url.as_str();
+    // No partner yet: the client cannot be created, and the error says what to do.
+    let err = refused(
+        url,
+        &[
+            "client",
+            "create",
+            "--partner",
+            "caravan",
+            "--scopes",
+            "read",
+        ],
+    );
+    assert!(err.contains("passerelle partner create caravan"), "{err}");
+
+    let created = ok(url, &["partner", "create", "caravan", "--name", "Caravan"]);
+    assert!(created.contains("partner caravan created"), "{created}");
+    // Slugs whose record id namespaces would overlap, and malformed ones, are refused.
+    for (slug, says) in [
+        ("caravan-sud", "overlaps the partner `caravan`"),
+        ("caravan", "exists already"),
+        ("Caravan2", "lower-case"),
+        ("x", "2 to 40"),
+        ("2cv", "starts with a letter"),
+        ("cara-", "does not end with `-`"),
+    ] {
+        let err = refused(url, &["partner", "create", slug, "--name", "X"]);
+        assert!(err.contains("slug") && err.contains(says), "{slug}: {err}");
+    }
+    // A plain prefix is no overlap.
+    ok(url, &["partner", "create", "cara", "--name", "Cara"]);
+    ok(
+        url,
+        &["partner", "update", "cara", "--description", "Paris"],
+    );
+    let listed = ok(url, &["partner", "list"]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["cara\tactive\tCara", "caravan\tactive\tCaravan"],
+        "{listed}"
+    );
+
+    let (id, secret) = credentials(&ok(
+        url,
+        &[
+            "client",
+            "create",
+            "--partner",
+            "caravan",
+            "--scopes",
+            "read write",
+        ],
+    ));
+    let (admin_id, admin_secret) = credentials(&ok(
+        url,
+        &["client", "create", "--partner", "cara", "--scopes", "admin"],
+    ));
+
+    let server = Server::start(url, &[]);
+    let t = token(&server, &id, &secret, Some("read")).await.unwrap();
+    let me = graphql(
+        &server,
+        Some(&t),
+        "{ viewer { partner { slug name } scopes } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        me["data"]["viewer"],
+        json!({ "partner": { "slug": "caravan", "name": "Caravan" }, "scopes": ["read"] }),
+        "{me:#}"
+    );
+
+    // Partner management over GraphQL needs `admin`, and follows the same rules.
+    let input = json!({ "input": { "slug": "solidarites", "name": "Solidarités" } });
+    let denied = graphql(&server, Some(&t), CREATE_PARTNER, input.clone()).await;
+    assert_eq!(error_code(&denied), "FORBIDDEN", "{denied:#}");
+    let admin = token(&server, &admin_id, &admin_secret, None)
+        .await
+        .unwrap();
+    let made = graphql(&server, Some(&admin), CREATE_PARTNER, input).await;
+    assert_eq!(
+        made["data"]["createPartner"],
+        json!({ "partner": { "slug": "solidarites", "name": "Solidarités", "description": null }, "retiredAt": null }),
+        "{made:#}"
+    );
+    let overlap = graphql(
+        &server,
+        Some(&admin),
+        CREATE_PARTNER,
+        json!({ "input": { "slug": "solidarites-nord", "name": "N" } }),
+    )
+    .await;
+    assert_eq!(error_code(&overlap), "BAD_USER_INPUT", "{overlap:#}");
+    assert!(
+        overlap["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("slug"),
+        "{overlap:#}"
+    );
+    let renamed = graphql(
+        &server,
+        Some(&admin),
+        "mutation { updatePartner(input: { slug: \"solidarites\", description: \"Lyon\" }) { partner { name description } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        renamed["data"]["updatePartner"]["partner"],
+        json!({ "name": "Solidarités", "description": "Lyon" }),
+        "{renamed:#}"
+    );
+    let missing = graphql(
+        &server,
+        Some(&admin),
+        "mutation { retirePartner(slug: \"nobody\") { effect } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(error_code(&missing), "NOT_FOUND", "{missing:#}");
+    let listed = graphql(&server, None, "{ partners { slug } }", json!({})).await;
+    assert_eq!(
+        listed["data"]["partners"],
+        json!([{ "slug": "cara" }, { "slug": "caravan" }, { "slug": "solidarites" }]),
+        "{listed:#}"
+    );
+
+    // Retiring caravan: its client gets no token, its token stops working, no new client.
+    let retired = graphql(
+        &server,
+        Some(&admin),
+        "mutation { retirePartner(slug: \"caravan\") { slug effect clientsRevoked } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        retired["data"]["retirePartner"],
+        json!({ "slug": "caravan", "effect": "RETIRED", "clientsRevoked": 1 }),
+        "{retired:#}"
+    );
+    let refused_token = token(&server, &id, &secret, None).await.unwrap_err();
+    assert!(refused_token.contains("invalid_client"), "{refused_token}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = reqwest::Client::new()
+            .post(server.url("/graphql"))
+            .bearer_auth(&t)
+            .json(&json!({ "query": "{ viewer { scopes } }" }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retired partner's token still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = refused(
+        url,
+        &[
+            "client",
+            "create",
+            "--partner",
+            "caravan",
+            "--scopes",
+            "read",
+        ],
+    );
+    assert!(err.contains("retired"), "{err}");
+    let listed = ok(url, &["partner", "list"]);
+    assert!(listed.contains("caravan\tretired "), "{listed}");
+
+    // Every step is in the audit log, with the partner it concerned.
+    let log = graphql(
+        &server,
+        Some(&admin),
+        "{ auditLog(last: 50) { operation returnedPartners outcome } }",
+        json!({}),
+    )
+    .await;
+    let entries = log["data"]["auditLog"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{log:#}"));
+    let has = |operation: &str, partner: &str| {
+        entries.iter().any(|e| {
+            e["operation"].as_str().unwrap().starts_with(operation)
+                && e["returnedPartners"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(partner))
+        })
+    };
+    assert!(has("passerelle partner create", "caravan"), "{log:#}");
+    assert!(has("passerelle partner update", "cara"), "{log:#}");
+    assert!(has("passerelle client create", "caravan"), "{log:#}");
+    assert!(has("mutation", "solidarites"), "{log:#}");
+    assert!(has("mutation", "caravan"), "{log:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_database_to_a_query_sqlite() {
+    empty_database_to_a_query(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_database_to_a_query_postgres() {
+    empty_database_to_a_query(Backend::Postgres).await
+}
