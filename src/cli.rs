@@ -234,6 +234,19 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         // So that GraphiQL works for someone trying Passerelle out.
         config.public_introspection = true;
     }
+    // The port first, before migrating and seeding: a port in use fails at once, naming it.
+    let listener = match command {
+        Command::Serve { .. } => {
+            let listen = config.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
+            // With port 0, the public URL derived from `listen` names the port chosen.
+            config.listen = listener.local_addr()?;
+            Some(listener)
+        }
+        _ => None,
+    };
     let app = App::start(config)
         .await
         .map_err(|e| anyhow::anyhow!("{} ({database})", e.message()))?;
@@ -282,16 +295,25 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             );
         }
         Command::Serve { demo } => {
+            if app.keys.use_configured_algorithm().await? {
+                tracing::info!(
+                    algorithm = app.config.token_signing_algorithm.name(),
+                    "signing with a new key of the configured algorithm; older keys verify their tokens until they expire"
+                );
+            }
             if demo {
                 let report = seed::load_demo(&app.store, now()).await?;
                 tracing::info!(report = %describe(&report), "demo data loaded");
             }
-            let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
+            let Some(listener) = listener else {
+                anyhow::bail!("no listener");
+            };
             let addr = listener.local_addr()?;
             println!("Passerelle is serving {database}");
             println!("  GraphQL:  http://{addr}/graphql");
             println!("  GraphiQL: http://{addr}/graphiql");
             crate::http::serve(app, listener, crate::http::shutdown_signal()).await?;
+            tracing::info!("shutdown complete");
             println!("Passerelle stopped.");
         }
         Command::Pq {
@@ -520,12 +542,12 @@ async fn keys_command(app: &App, command: KeysCommand) -> anyhow::Result<()> {
             println!("signing with the new key {kid}; older keys verify until their tokens expire");
         }
         KeysCommand::List => {
-            for (kid, created, retired) in app.store.run(keys::list).await? {
+            for (kid, algorithm, created, retired) in app.store.run(keys::list).await? {
                 let state = match retired {
                     Some(at) => format!("retired at {at}"),
                     None => "active".into(),
                 };
-                println!("{kid}\tcreated at {created}\t{state}");
+                println!("{kid}\t{algorithm}\tcreated at {created}\t{state}");
             }
         }
     }

@@ -75,7 +75,10 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
+        Self::start_on(free_port(), database_url, env)
+    }
+
+    fn start_on(port: u16, database_url: &str, env: &[(&str, &str)]) -> Server {
         let mut command = passerelle(database_url);
         command
             .arg("serve")
@@ -387,4 +390,319 @@ async fn empty_database_to_a_query_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_database_to_a_query_postgres() {
     empty_database_to_a_query(Backend::Postgres).await
+}
+
+// ---------------------------------------------------------------- discovery with real clients
+
+/// The pinned authlib (and requests) the Python client test installs.
+const AUTHLIB: [&str; 2] = ["authlib==1.6.5", "requests==2.32.3"];
+
+/// A venv under target/ with the pinned authlib; `None` (skip) without python3, except under
+/// `CI=true`, where it fails.
+fn authlib_python() -> Option<std::path::PathBuf> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("python3 is required under CI=true for the authlib test");
+        }
+        eprintln!("SKIPPED: python3 is not installed; set CI=true to make this fail");
+        return None;
+    }
+    static PIP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = PIP.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("authlib-venv");
+    let python = venv.join("bin/python");
+    let marker = venv.join(AUTHLIB.join(" "));
+    if !marker.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(AUTHLIB)
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install {AUTHLIB:?} failed");
+        std::fs::write(&marker, "").unwrap();
+    }
+    Some(python)
+}
+
+/// Runs a client script; the JSON on its `RESULT ` line.
+fn run_client(mut command: Command, env: &[(&str, &str)]) -> Value {
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line: {stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn openid_client(dir: &std::path::Path, env: &[(&str, &str)]) -> Value {
+    let mut c = Command::new("node");
+    c.arg("discover.mjs").current_dir(dir);
+    run_client(c, env)
+}
+
+fn authlib_client(python: &std::path::Path, env: &[(&str, &str)]) -> Value {
+    let mut c = Command::new(python);
+    c.arg(common::node::package_dir("clients").join("authlib_client.py"));
+    run_client(c, env)
+}
+
+/// The claims of a JWT, unverified (the clients verify).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn header_of(token: &str) -> Value {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A partner `caravan` with a `read` client: its (id, secret).
+fn partner_with_client(url: &str) -> (String, String) {
+    ok(url, &["partner", "create", "caravan", "--name", "Caravan"]);
+    credentials(&ok(
+        url,
+        &[
+            "client",
+            "create",
+            "--partner",
+            "caravan",
+            "--scopes",
+            "read",
+        ],
+    ))
+}
+
+/// With only `listen` set (a port other than 8080), discovery names this server, and
+/// openid-client (both discovery documents) and authlib get a token, verify it and query.
+async fn discovery_follows_listen(backend: Backend) {
+    let Some(dir) = common::node::prepare("clients", "openid-client") else {
+        return;
+    };
+    let Some(python) = authlib_python() else {
+        return;
+    };
+    let Some((_db, url)) = TestDb::create(backend) else {
+        return;
+    };
+    let (id, secret) = partner_with_client(&url);
+    let server = Server::start(&url, &[]);
+    let issuer = server.url("");
+    let oidc = get_json(&server.url("/.well-known/openid-configuration")).await;
+    assert_eq!(
+        oidc,
+        json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/oauth/token"),
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+            "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["read", "read:sensitive", "write", "research", "admin", "introspect"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["EdDSA"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id", "partner"],
+        })
+    );
+    let oauth = get_json(&server.url("/.well-known/oauth-authorization-server")).await;
+    assert_eq!(oauth["issuer"], json!(issuer));
+    assert_eq!(oauth["token_endpoint"], oidc["token_endpoint"]);
+
+    let viewer =
+        json!({ "data": { "viewer": { "partner": { "slug": "caravan" }, "scopes": ["read"] } } });
+    let env = [
+        ("ISSUER", issuer.as_str()),
+        ("CLIENT_ID", id.as_str()),
+        ("CLIENT_SECRET", secret.as_str()),
+        ("SCOPE", "read"),
+    ];
+    for algorithm in ["oidc", "oauth2"] {
+        let mut with = env.to_vec();
+        with.push(("ALGORITHM", algorithm));
+        let got = openid_client(&dir, &with);
+        assert_eq!(got["iss"], json!(issuer), "{algorithm}: {got:#}");
+        assert_eq!(got["alg"], "EdDSA", "{got:#}");
+        assert_eq!(got["graphql"], viewer, "{algorithm}: {got:#}");
+    }
+    let got = authlib_client(&python, &env);
+    assert_eq!(got["iss"], json!(issuer), "{got:#}");
+    assert_eq!(got["partner"], "caravan", "{got:#}");
+    assert_eq!(got["graphql"], viewer, "{got:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_follows_listen_sqlite() {
+    discovery_follows_listen(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_follows_listen_postgres() {
+    discovery_follows_listen(Backend::Postgres).await
+}
+
+/// `public_url` wins over `listen`, for the metadata and the tokens' `iss` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_url_is_the_issuer() {
+    let Some((_db, url)) = TestDb::create(Backend::Sqlite) else {
+        return;
+    };
+    let (id, secret) = partner_with_client(&url);
+    let server = Server::start(
+        &url,
+        &[("PASSERELLE_PUBLIC_URL", "https://hub.example.org/")],
+    );
+    let oidc = get_json(&server.url("/.well-known/openid-configuration")).await;
+    assert_eq!(oidc["issuer"], "https://hub.example.org");
+    assert_eq!(
+        oidc["token_endpoint"],
+        "https://hub.example.org/oauth/token"
+    );
+    let t = token(&server, &id, &secret, None).await.unwrap();
+    assert_eq!(claims_of(&t)["iss"], "https://hub.example.org");
+    // And the server accepts the tokens it issued under that issuer.
+    let me = graphql(
+        &server,
+        Some(&t),
+        "{ viewer { partner { slug } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(me["data"]["viewer"]["partner"]["slug"], "caravan", "{me:#}");
+}
+
+/// Switching to ES256: both keys in the JWKS, the old EdDSA token still accepted, new tokens
+/// ES256 and verified by jose (npm) and authlib (PyPI).
+async fn es256_switch(backend: Backend) {
+    let Some(dir) = common::node::prepare("clients", "openid-client") else {
+        return;
+    };
+    let Some(python) = authlib_python() else {
+        return;
+    };
+    let Some((_db, url)) = TestDb::create(backend) else {
+        return;
+    };
+    let (id, secret) = partner_with_client(&url);
+    // Restarted on the same address: the same issuer.
+    let port = free_port();
+    let old = {
+        let server = Server::start_on(port, &url, &[]);
+        token(&server, &id, &secret, None).await.unwrap()
+    };
+    assert_eq!(header_of(&old)["alg"], "EdDSA");
+
+    let server = Server::start_on(
+        port,
+        &url,
+        &[("PASSERELLE_TOKEN_SIGNING_ALGORITHM", "ES256")],
+    );
+    let jwks = get_json(&server.url("/.well-known/jwks.json")).await;
+    let mut kinds: Vec<(&str, &str)> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kty"].as_str().unwrap(), k["alg"].as_str().unwrap()))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, [("EC", "ES256"), ("OKP", "EdDSA")], "{jwks:#}");
+    let oidc = get_json(&server.url("/.well-known/openid-configuration")).await;
+    assert_eq!(
+        oidc["id_token_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA"])
+    );
+    let me = graphql(
+        &server,
+        Some(&old),
+        "{ viewer { partner { slug } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(me["data"]["viewer"]["partner"]["slug"], "caravan", "{me:#}");
+
+    let fresh = token(&server, &id, &secret, None).await.unwrap();
+    assert_eq!(header_of(&fresh)["alg"], "ES256");
+    let issuer = server.url("");
+    let env = [
+        ("ISSUER", issuer.as_str()),
+        ("CLIENT_ID", id.as_str()),
+        ("CLIENT_SECRET", secret.as_str()),
+        ("SCOPE", "read"),
+    ];
+    let got = openid_client(&dir, &env);
+    assert_eq!(
+        (got["alg"].as_str(), got["partner"].as_str()),
+        (Some("ES256"), Some("caravan")),
+        "{got:#}"
+    );
+    let got = authlib_client(&python, &env);
+    assert_eq!(
+        (got["alg"].as_str(), got["partner"].as_str()),
+        (Some("ES256"), Some("caravan")),
+        "{got:#}"
+    );
+    drop(server);
+    let keys = ok(&url, &["keys", "list"]);
+    let lines: Vec<&str> = keys.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].contains("\tES256\t")
+            && lines[0].ends_with("active")
+            && lines[1].contains("\tEdDSA\t")
+            && lines[1].contains("retired"),
+        "{keys}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_switch_sqlite() {
+    es256_switch(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_switch_postgres() {
+    es256_switch(Backend::Postgres).await
 }
