@@ -29,7 +29,8 @@ struct Cli {
 enum Command {
     /// Apply migrations and serve GraphQL over HTTP.
     Serve {
-        /// Load the demo data (the partners' source documents) before serving.
+        /// Load the demo data (the partners' source documents) and the synthetic research
+        /// sample (partner `sample`, invented figures) before serving.
         #[arg(long)]
         demo: bool,
     },
@@ -43,6 +44,10 @@ enum Command {
         /// With --synthetic: 1 is about 100 partners, 100k actions and 1M outcomes.
         #[arg(long, default_value_t = 0.01, requires = "synthetic")]
         scale: f64,
+        /// Also load the synthetic research sample: partner `sample`, 24 invented figures in
+        /// people, enough for research aggregates to publish cells.
+        #[arg(long, conflicts_with = "synthetic")]
+        research_sample: bool,
     },
     /// Print the GraphQL schema (SDL).
     Schema,
@@ -255,14 +260,24 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             println!("migrations applied on {database}");
         }
         Command::Seed {
-            synthetic: false, ..
+            synthetic: false,
+            research_sample,
+            ..
         } => {
             let report = seed::load_demo(&app.store, now()).await?;
             println!("demo data loaded into {database}: {}", describe(&report));
+            if research_sample {
+                let changed = crate::domain::research_sample::load(&app.store, now()).await?;
+                println!(
+                    "synthetic research sample (partner `{}`, invented figures): {changed} records created or updated",
+                    crate::domain::research_sample::PARTNER
+                );
+            }
         }
         Command::Seed {
             synthetic: true,
             scale,
+            ..
         } => {
             if !(scale > 0.0 && scale <= 100.0) {
                 anyhow::bail!("--scale must be greater than 0 and at most 100, not {scale}");
@@ -304,6 +319,11 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             if demo {
                 let report = seed::load_demo(&app.store, now()).await?;
                 tracing::info!(report = %describe(&report), "demo data loaded");
+                crate::domain::research_sample::load(&app.store, now()).await?;
+                tracing::info!(
+                    partner = crate::domain::research_sample::PARTNER,
+                    "synthetic research sample loaded (invented figures)"
+                );
             }
             let Some(listener) = listener else {
                 anyhow::bail!("no listener");

@@ -706,3 +706,233 @@ async fn es256_switch_sqlite() {
 async fn es256_switch_postgres() {
     es256_switch(Backend::Postgres).await
 }
+
+// ---------------------------------------------------------------- researchers
+
+/// A research organisation's client: only `research`, public rows only, its requests audited
+/// under the organisation; on the demo data with the research sample, published cells.
+async fn researchers_door(backend: Backend) {
+    let Some((_db, url)) = TestDb::create(backend) else {
+        return;
+    };
+    let url = url.as_str();
+    let seeded = ok(url, &["seed", "--research-sample"]);
+    assert!(seeded.contains("synthetic research sample"), "{seeded}");
+    // A research client holds `research` and nothing else; the organisation is a slug.
+    let err = refused(
+        url,
+        &[
+            "client",
+            "create",
+            "--research-org",
+            "ined",
+            "--scopes",
+            "research read",
+        ],
+    );
+    assert!(err.contains("only the `research` scope"), "{err}");
+    let err = refused(
+        url,
+        &[
+            "client",
+            "create",
+            "--research-org",
+            "INED",
+            "--scopes",
+            "research",
+        ],
+    );
+    assert!(err.contains("research_org"), "{err}");
+    // Both a partner and an organisation: a usage error (clap's exit code 2).
+    let both = passerelle(url)
+        .args([
+            "client",
+            "create",
+            "--partner",
+            "caravan",
+            "--research-org",
+            "ined",
+            "--scopes",
+            "research",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    let err = String::from_utf8(both.stderr).unwrap();
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (rid, rsecret) = credentials(&ok(
+        url,
+        &[
+            "client",
+            "create",
+            "--research-org",
+            "ined",
+            "--scopes",
+            "research",
+        ],
+    ));
+    let listed = ok(url, &["client", "list"]);
+    assert!(
+        listed.contains(&format!("{rid}\tresearch:ined\tresearch\tactive")),
+        "{listed}"
+    );
+    let (wid, wsecret) = credentials(&ok(
+        url,
+        &[
+            "client",
+            "create",
+            "--partner",
+            "caravan",
+            "--scopes",
+            "read write",
+        ],
+    ));
+    let (aid, asecret) = credentials(&ok(
+        url,
+        &[
+            "client",
+            "create",
+            "--partner",
+            "anvita",
+            "--scopes",
+            "admin",
+        ],
+    ));
+
+    let server = Server::start(url, &[]);
+    // Caravan writes two non-public actors.
+    let writer = token(&server, &wid, &wsecret, None).await.unwrap();
+    for (id, visibility) in [
+        ("caravan-hidden-1", "PRIVATE"),
+        ("caravan-hidden-2", "PARTNERS"),
+    ] {
+        let written = graphql(
+            &server,
+            Some(&writer),
+            "mutation($input: ActorInput!) { upsertActor(input: $input) { effect } }",
+            json!({ "input": { "id": id, "kind": "ASSOCIATION", "name": format!("Zzhidden {id}"), "visibility": visibility } }),
+        )
+        .await;
+        assert_eq!(
+            written["data"]["upsertActor"]["effect"], "CREATED",
+            "{written:#}"
+        );
+    }
+    let research = token(&server, &rid, &rsecret, None).await.unwrap();
+    assert_eq!(claims_of(&research)["partner"], "research:ined");
+    // Asking for more than `research` is refused at the token endpoint.
+    let more = token(&server, &rid, &rsecret, Some("read"))
+        .await
+        .unwrap_err();
+    assert!(more.contains("invalid_scope"), "{more}");
+
+    let me = graphql(
+        &server,
+        Some(&research),
+        "{ viewer { partner { slug } scopes } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        me["data"]["viewer"],
+        json!({ "partner": null, "scopes": ["research"] }),
+        "{me:#}"
+    );
+    // Public rows only: what an anonymous caller sees, not caravan's private or shared actors.
+    let hidden = "{ actors(filter: { text: \"Zzhidden\" }) { totalCount } }";
+    let seen = |answer: Value| {
+        answer["data"]["actors"]["totalCount"]
+            .as_i64()
+            .unwrap_or(-1)
+    };
+    assert_eq!(
+        seen(graphql(&server, Some(&writer), hidden, json!({})).await),
+        2
+    );
+    assert_eq!(
+        seen(graphql(&server, Some(&research), hidden, json!({})).await),
+        0
+    );
+    assert_eq!(seen(graphql(&server, None, hidden, json!({})).await), 0);
+    let all = "{ actors(first: 100) { totalCount } }";
+    assert_eq!(
+        seen(graphql(&server, Some(&research), all, json!({})).await),
+        seen(graphql(&server, None, all, json!({})).await)
+    );
+    let listed = graphql(
+        &server,
+        Some(&research),
+        "query($f: ActorFilter) { actors(first: 100, filter: $f) { nodes { id } } }",
+        json!({ "f": { "partners": ["caravan"] } }),
+    )
+    .await;
+    assert!(listed["data"]["actors"]["nodes"].is_array(), "{listed:#}");
+    assert!(!listed.to_string().contains("hidden"), "{listed:#}");
+    // No writes.
+    let write = graphql(
+        &server,
+        Some(&research),
+        "mutation { upsertActor(input: { id: \"caravan-x\", kind: ASSOCIATION, name: \"x\" }) { effect } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        write["errors"].is_array() && write["data"].is_null(),
+        "{write:#}"
+    );
+
+    // The research sample's cells are published.
+    let aggregate = graphql(
+        &server,
+        Some(&research),
+        "{ researchAggregate(by: PERIOD) { minCell cells { key suppressed records sum } total { suppressed records sum } } }",
+        json!({}),
+    )
+    .await;
+    let cells = aggregate["data"]["researchAggregate"]["cells"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{aggregate:#}"));
+    let published: Vec<&Value> = cells.iter().filter(|c| c["suppressed"] == false).collect();
+    assert_eq!(published.len(), 1, "{aggregate:#}");
+    // 12 figures of 11 to 22 people.
+    assert_eq!(published[0]["records"], 12, "{aggregate:#}");
+    assert_eq!(published[0]["sum"], 198.0, "{aggregate:#}");
+    assert!(["2021", "2022"].contains(&published[0]["key"].as_str().unwrap()));
+    let total = &aggregate["data"]["researchAggregate"]["total"];
+    assert_eq!(total["suppressed"], false, "{aggregate:#}");
+    assert_eq!(total["records"], 25, "{aggregate:#}");
+
+    // Audited under the organisation.
+    let admin = token(&server, &aid, &asecret, None).await.unwrap();
+    let log = graphql(
+        &server,
+        Some(&admin),
+        "{ auditLog(last: 100) { clientId partner operation } }",
+        json!({}),
+    )
+    .await;
+    let entries = log["data"]["auditLog"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{log:#}"));
+    let research_entries: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["clientId"] == json!(rid))
+        .collect();
+    assert!(research_entries.len() >= 5, "{log:#}");
+    assert!(
+        research_entries
+            .iter()
+            .all(|e| e["partner"] == "research:ined"),
+        "{log:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn researchers_door_sqlite() {
+    researchers_door(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn researchers_door_postgres() {
+    researchers_door(Backend::Postgres).await
+}
