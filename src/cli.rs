@@ -15,7 +15,16 @@ use crate::storage::writes;
 #[command(
     name = "passerelle",
     version,
-    about = "GraphQL hub for social-action partners' data"
+    about = "GraphQL hub for social-action partners' data",
+    after_help = "Environment (it overrides the configuration file):
+  DATABASE_URL        the database: sqlite://FILE or postgres://USER@HOST/DB
+                      (default sqlite://passerelle.db, a file in the working directory);
+                      PASSERELLE_DATABASE_URL works too
+  PASSERELLE_LISTEN   the address `serve` listens on (default 127.0.0.1:8080)
+  PASSERELLE_CONFIG   a TOML configuration file (see deploy/passerelle.example.toml);
+                      every key in it can be set as PASSERELLE_<KEY>
+
+First steps: docs/getting-started.md"
 )]
 struct Cli {
     /// A TOML configuration file; `PASSERELLE_*` environment variables override it.
@@ -224,8 +233,11 @@ pub fn main() -> i32 {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    // Colours only for a person at a terminal, never into a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),

@@ -67,6 +67,24 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Whether `GET /healthz` on the port answers 200.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+}
+
 /// `passerelle serve`, stopped with SIGTERM when dropped.
 struct Server {
     child: Child,
@@ -92,7 +110,7 @@ impl Server {
         let mut server = Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if healthy(port) {
                 break;
             }
             if let Some(status) = server.child.try_wait().unwrap() {
@@ -935,4 +953,230 @@ async fn researchers_door_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn researchers_door_postgres() {
     researchers_door(Backend::Postgres).await
+}
+
+// ---------------------------------------------------------------- operator details
+
+#[test]
+fn help_names_the_environment_and_the_default_database() {
+    let out = passerelle("sqlite://unused.db")
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for wanted in [
+        "DATABASE_URL",
+        "PASSERELLE_LISTEN",
+        "sqlite://passerelle.db",
+        "PASSERELLE_CONFIG",
+    ] {
+        assert!(
+            help.contains(wanted),
+            "{wanted} missing from --help:\n{help}"
+        );
+    }
+}
+
+/// A port in use fails at once, naming the address, before the database is touched.
+#[test]
+fn a_port_in_use_is_named_before_migrating() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = passerelle(&format!("sqlite://{}", db.display()))
+        .arg("serve")
+        .env("PASSERELLE_LISTEN", addr.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("{addr}: Address already in use")),
+        "{err}"
+    );
+    assert!(
+        !db.exists(),
+        "the database was created before the port was bound"
+    );
+}
+
+/// Logs into a file carry no colour codes, and a line marks the end of shutdown; at a terminal
+/// (`script` gives the binary one) they are coloured.
+#[test]
+fn logs_are_coloured_only_at_a_terminal_and_shutdown_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let port = free_port();
+    let child = passerelle(&url)
+        .arg("serve")
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The port is bound before migrating: wait until requests are answered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !healthy(port) {
+        assert!(Instant::now() < deadline, "serve did not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains('\u{1b}'), "colour codes in a file: {err:?}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("shutdown complete"), "{err}");
+
+    // At a terminal: coloured (util-linux's `script` runs the command on a pseudo-terminal).
+    if Command::new("script").arg("--version").output().is_err() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("`script` (util-linux) is required under CI=true");
+        }
+        eprintln!("SKIPPED the terminal half: no `script` command");
+        return;
+    }
+    let mut script = Command::new("script");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PASSERELLE_") || k == "DATABASE_URL" {
+            script.env_remove(k);
+        }
+    }
+    let fresh = format!("sqlite://{}", dir.path().join("tty.db").display());
+    let out = script
+        .env("DATABASE_URL", &fresh)
+        .args([
+            "-qec",
+            &format!("{} migrate", env!("CARGO_BIN_EXE_passerelle")),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("migrations applied") && shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
+}
+
+/// The systemd unit: its install steps put the configuration where the unit reads it, the
+/// dynamic user gets it as a credential (so a root-only file works), the descriptor limit is
+/// raised, and `systemd-analyze verify` accepts it. Then the service's command line, run as
+/// the unit would run it (configuration in a credentials directory, state directory as the
+/// working directory), migrates its database.
+#[test]
+fn the_systemd_unit_recipe_holds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/passerelle.service")).unwrap();
+    let settings: Vec<(&str, &str)> = unit
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let get = |key: &str| -> Vec<&str> {
+        settings
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    assert_eq!(get("DynamicUser"), ["yes"]);
+    assert_eq!(get("LimitNOFILE"), ["65536"]);
+    assert_eq!(get("StateDirectory"), ["passerelle"]);
+    assert_eq!(get("WorkingDirectory"), ["/var/lib/passerelle"]);
+    let credential = get("LoadCredential");
+    assert_eq!(credential.len(), 1, "{unit}");
+    let (name, source) = credential[0].split_once(':').unwrap();
+    let exec = get("ExecStart");
+    assert_eq!(
+        exec,
+        [format!("/usr/local/bin/passerelle --config %d/{name} serve").as_str()]
+    );
+    // The install steps write the binary and the configuration where the unit reads them.
+    let steps: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   install "))
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.ends_with(" /usr/local/bin/passerelle")),
+        "{steps:?}"
+    );
+    let config_step = steps
+        .iter()
+        .find(|s| s.ends_with(&format!(" {source}")))
+        .unwrap_or_else(|| panic!("no install step writes {source}: {steps:?}"));
+    let example = config_step.split_whitespace().rev().nth(1).unwrap();
+    assert_eq!(example, "deploy/passerelle.example.toml");
+    // No config file path the dynamic user would have to read itself.
+    assert!(
+        get("Environment").iter().all(|e| !e.contains("/etc/")),
+        "{unit}"
+    );
+
+    match Command::new("systemd-analyze").arg("--version").output() {
+        Ok(_) => {
+            let dir = tempfile::tempdir().unwrap();
+            let copy = dir.path().join("passerelle.service");
+            std::fs::write(
+                &copy,
+                unit.replace(
+                    "/usr/local/bin/passerelle",
+                    env!("CARGO_BIN_EXE_passerelle"),
+                ),
+            )
+            .unwrap();
+            let out = Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&copy)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "systemd-analyze verify: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("systemd-analyze (apt: systemd) is required under CI=true")
+        }
+        Err(_) => eprintln!("SKIPPED systemd-analyze verify: not installed"),
+    }
+
+    // The service's command line with the credential as systemd would hand it over.
+    let credentials = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::copy(root.join(example), credentials.path().join(name)).unwrap();
+    let line = exec[0].replace("%d", credentials.path().to_str().unwrap());
+    let mut words = line.split_whitespace();
+    let _binary = words.next();
+    let mut args: Vec<&str> = words.collect();
+    // `migrate` instead of `serve`: the same configuration and working directory, then exit.
+    *args.last_mut().unwrap() = "migrate";
+    let mut command = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PASSERELLE_") || k == "DATABASE_URL" {
+            command.env_remove(k);
+        }
+    }
+    let out = command
+        .args(&args)
+        .current_dir(state.path())
+        .env("PASSERELLE_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(state.path().join("passerelle.db").exists());
 }

@@ -363,8 +363,11 @@ pub fn switch_algorithm(
     })
 }
 
-/// Every key as (kid, algorithm, created_at, retired_at), newest first, for `passerelle keys list`.
-pub fn list(conn: &mut AnyConnection) -> Result<Vec<(String, String, i64, Option<i64>)>> {
+/// A stored key as `passerelle keys list` shows it: (kid, algorithm, created_at, retired_at).
+pub type KeyListing = (String, String, i64, Option<i64>);
+
+/// Every key, newest first, for `passerelle keys list`.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<KeyListing>> {
     Ok(signing_keys::table
         .select((
             signing_keys::kid,
