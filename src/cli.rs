@@ -191,6 +191,24 @@ enum SharingCommand {
 enum PqCommand {
     /// Import an apollo-persisted-query-manifest v1 file as trusted documents. Idempotent.
     Import { file: PathBuf },
+    /// List stored documents (trusted ones first) and, from the audit log, which clients ran
+    /// each operation.
+    List,
+    /// Remove a document by id: running servers stop accepting it within 5 seconds.
+    Remove { id: String },
+    /// Hold callers to trusted documents, without a restart (beside `persisted_only`).
+    #[command(subcommand)]
+    Only(OnlyCommand),
+}
+
+#[derive(Subcommand)]
+enum OnlyCommand {
+    /// A client id or partner slug may run only trusted documents from now on (within a second).
+    Add { caller: String },
+    /// Let a caller send query text again.
+    Remove { caller: String },
+    /// The callers held to trusted documents: the setting's and the database's.
+    List,
 }
 
 /// Runs the command line; returns the process's exit code: 0 on success, 1 when the command
@@ -349,6 +367,21 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             println!("Passerelle stopped.");
         }
         Command::Pq {
+            command: PqCommand::List,
+        } => pq_list(&app).await?,
+        Command::Pq {
+            command: PqCommand::Remove { id },
+        } => {
+            if !app.persisted.remove(&id).await? {
+                anyhow::bail!("no persisted query `{id}`");
+            }
+            audit_cli(&app, "passerelle pq remove", Default::default(), &id).await?;
+            println!("persisted query {id} removed; running servers stop accepting it within 5 s");
+        }
+        Command::Pq {
+            command: PqCommand::Only(c),
+        } => pq_only(&app, c).await?,
+        Command::Pq {
             command: PqCommand::Import { file },
         } => {
             let manifest = crate::persisted::manifest::Manifest::read(&file)?;
@@ -446,6 +479,80 @@ async fn client_command(app: &App, command: ClientCommand) -> anyhow::Result<()>
                 println!("client {shown} revoked");
             } else {
                 anyhow::bail!("no active client {shown}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn pq_list(app: &App) -> anyhow::Result<()> {
+    use crate::storage::persisted as db;
+    let docs = app.store.run(db::list).await?;
+    let names: Vec<String> = docs
+        .iter()
+        .filter_map(|d| d.operation_name.clone())
+        .collect();
+    let usage = app.store.run(move |c| db::usage(c, &names)).await?;
+    for d in &docs {
+        let name = d.operation_name.as_deref().unwrap_or("-");
+        let kind = if d.trusted { "trusted" } else { "automatic" };
+        println!("{}\t{kind}\t{name}\tcreated {}", d.id, d.created_at);
+        for (_, client, partner, requests, last) in usage
+            .iter()
+            .filter(|(operation, ..)| d.operation_name.as_deref() == Some(operation.as_str()))
+        {
+            println!(
+                "  used by {} ({}): {requests} requests, last {}",
+                client.as_deref().unwrap_or("-"),
+                partner.as_deref().unwrap_or("-"),
+                last.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn pq_only(app: &App, command: OnlyCommand) -> anyhow::Result<()> {
+    use crate::storage::persisted as db;
+    match command {
+        OnlyCommand::Add { caller } => {
+            let c = caller.clone();
+            let added = app
+                .store
+                .run(move |conn| db::add_only(conn, &c, &now()))
+                .await?;
+            audit_cli(app, "passerelle pq only add", Default::default(), &caller).await?;
+            if added {
+                println!("{caller} may run only trusted documents (running servers apply it within a second)");
+            } else {
+                println!("{caller} was already held to trusted documents");
+            }
+        }
+        OnlyCommand::Remove { caller } => {
+            let c = caller.clone();
+            if !app.store.run(move |conn| db::remove_only(conn, &c)).await? {
+                if app.config.persisted_only.contains(&caller) {
+                    anyhow::bail!(
+                        "{caller} is held by the persisted_only setting: change the configuration"
+                    );
+                }
+                anyhow::bail!("{caller} is not held to trusted documents");
+            }
+            audit_cli(
+                app,
+                "passerelle pq only remove",
+                Default::default(),
+                &caller,
+            )
+            .await?;
+            println!("{caller} may send query text again (within a second)");
+        }
+        OnlyCommand::List => {
+            for c in &app.config.persisted_only {
+                println!("{c}\tsetting persisted_only");
+            }
+            for c in app.store.run(db::only_callers).await? {
+                println!("{c}\tpq only add");
             }
         }
     }

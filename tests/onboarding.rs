@@ -1180,3 +1180,147 @@ fn the_systemd_unit_recipe_holds() {
     );
     assert!(state.path().join("passerelle.db").exists());
 }
+
+// ---------------------------------------------------------------- persisted queries for mobile releases
+
+async fn post(server: &Server, token: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn by_id(id: &str) -> Value {
+    json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": id } } })
+}
+
+/// Polls `check` for up to `secs` seconds.
+async fn eventually(secs: u64, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A mobile release's manifest: imported, listed with who uses it, enforced for a partner
+/// without a restart, an unknown id answered with its own code, a document removed.
+async fn mobile_release_manifest(backend: Backend) {
+    let Some((db, url)) = TestDb::create(backend) else {
+        return;
+    };
+    let url = url.as_str();
+    let (id, secret) = partner_with_client(url);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("persisted-query-manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({
+            "format": "apollo-persisted-query-manifest",
+            "version": 1,
+            "operations": [
+                { "id": "partners-v1", "name": "Partners", "type": "query", "body": "query Partners { partners { slug } }" },
+                { "id": "me-v1", "name": "Me", "type": "query", "body": "query Me { viewer { scopes } }" },
+            ],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let imported = ok(url, &["pq", "import", manifest.to_str().unwrap()]);
+    assert!(
+        imported.contains("2 trusted documents") && imported.contains("2 created"),
+        "{imported}"
+    );
+
+    let server = Server::start(url, &[]);
+    let t = token(&server, &id, &secret, None).await.unwrap();
+    let text = json!({ "query": "{ viewer { scopes } }" });
+    assert_eq!(
+        post(&server, &t, text.clone()).await["data"]["viewer"]["scopes"],
+        json!(["read"])
+    );
+
+    // Held to the manifest while the server runs.
+    ok(url, &["pq", "only", "add", "caravan"]);
+    eventually(5, "text refused after `pq only add`", async || {
+        post(&server, &t, text.clone()).await["errors"][0]["extensions"]["code"]
+            == "PERSISTED_QUERY_REQUIRED"
+    })
+    .await;
+    let only = ok(url, &["pq", "only", "list"]);
+    assert_eq!(only, "caravan\tpq only add\n");
+    let answer = post(&server, &t, by_id("partners-v1")).await;
+    assert_eq!(
+        answer["data"]["partners"],
+        json!([{ "slug": "caravan" }]),
+        "{answer:#}"
+    );
+    let unknown = post(&server, &t, by_id("partners-v2")).await;
+    assert_eq!(
+        error_code(&unknown),
+        "PERSISTED_QUERY_NOT_IN_MANIFEST",
+        "{unknown:#}"
+    );
+    // Other callers are not held.
+    let anonymous = reqwest::Client::new()
+        .post(server.url("/graphql"))
+        .json(&json!({ "query": "{ partners { slug } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(anonymous["data"]["partners"].is_array(), "{anonymous:#}");
+
+    // Who uses what, from the audit log.
+    let listed = ok(url, &["pq", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    let partners_line = lines
+        .iter()
+        .position(|l| l.starts_with("partners-v1\ttrusted\tPartners\t"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        lines[partners_line + 1].starts_with(&format!("  used by {id} (caravan): 1 requests")),
+        "{listed}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("me-v1\ttrusted\tMe\t")),
+        "{listed}"
+    );
+
+    // Removed: running servers stop accepting it.
+    ok(url, &["pq", "remove", "partners-v1"]);
+    eventually(15, "a removed document refused", async || {
+        post(&server, &t, by_id("partners-v1")).await["errors"][0]["extensions"]["code"]
+            == "PERSISTED_QUERY_NOT_IN_MANIFEST"
+    })
+    .await;
+    let err = refused(url, &["pq", "remove", "partners-v1"]);
+    assert!(err.contains("no persisted query"), "{err}");
+
+    // Released again.
+    ok(url, &["pq", "only", "remove", "caravan"]);
+    eventually(5, "text accepted after `pq only remove`", async || {
+        post(&server, &t, text.clone()).await["data"]["viewer"]["scopes"] == json!(["read"])
+    })
+    .await;
+    drop(server);
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mobile_release_manifest_sqlite() {
+    mobile_release_manifest(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mobile_release_manifest_postgres() {
+    mobile_release_manifest(Backend::Postgres).await
+}

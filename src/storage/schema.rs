@@ -173,6 +173,14 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::table! {
+    /// Callers held to trusted documents (migration 2026-12-08-000011).
+    persisted_only_callers (caller) {
+        caller -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
     persisted_queries (id) {
         id -> Text,
         body -> Text,
