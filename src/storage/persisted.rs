@@ -97,12 +97,12 @@ pub fn remove(conn: &mut AnyConnection, id: &str) -> Result<bool> {
     Ok(diesel::delete(persisted_queries::table.find(id)).execute(conn)? > 0)
 }
 
-/// Who ran operations of these names, from the audit log: (operation, client id, partner,
-/// requests, last time), most recent first. Only authenticated requests are audited.
-pub fn usage(
-    conn: &mut AnyConnection,
-    names: &[String],
-) -> Result<Vec<(String, Option<String>, Option<String>, i64, Option<String>)>> {
+/// One caller of one operation: (operation, client id, partner, requests, last time).
+pub type Usage = (String, Option<String>, Option<String>, i64, Option<String>);
+
+/// Who ran operations of these names, from the audit log, by operation and client. Only
+/// authenticated requests are audited.
+pub fn usage(conn: &mut AnyConnection, names: &[String]) -> Result<Vec<Usage>> {
     use diesel::dsl::{count_star, max};
     Ok(audit_log::table
         .filter(audit_log::operation.eq_any(names))
