@@ -366,7 +366,7 @@ pub fn switch_algorithm(
 /// A stored key as `passerelle keys list` shows it: (kid, algorithm, created_at, retired_at).
 pub type KeyListing = (String, String, i64, Option<i64>);
 
-/// Every key, newest first, for `passerelle keys list`.
+/// Every key, the active one first, then newest first, for `passerelle keys list`.
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<KeyListing>> {
     Ok(signing_keys::table
         .select((
@@ -375,7 +375,12 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<KeyListing>> {
             signing_keys::created_at,
             signing_keys::retired_at,
         ))
-        .order((signing_keys::created_at.desc(), signing_keys::kid.desc()))
+        .order((
+            // The active key first: keys made within one second have the same `created_at`.
+            signing_keys::retired_at.is_not_null().asc(),
+            signing_keys::created_at.desc(),
+            signing_keys::kid.desc(),
+        ))
         .load(conn)?)
 }
 
