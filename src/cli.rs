@@ -272,13 +272,16 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     // The port first, before migrating and seeding: a port in use fails at once, naming it.
     let listener = match command {
         Command::Serve { .. } => {
+            // SIGTERM and SIGINT are caught from now on: a stop while migrating or seeding
+            // is a graceful stop once serving begins, not a kill.
+            let stop = stop_signals()?;
             let listen = config.listen;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
             // With port 0, the public URL derived from `listen` names the port chosen.
             config.listen = listener.local_addr()?;
-            Some(listener)
+            Some((listener, stop))
         }
         _ => None,
     };
@@ -355,14 +358,14 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                     "synthetic research sample loaded (invented figures)"
                 );
             }
-            let Some(listener) = listener else {
+            let Some((listener, stop)) = listener else {
                 anyhow::bail!("no listener");
             };
             let addr = listener.local_addr()?;
             println!("Passerelle is serving {database}");
             println!("  GraphQL:  http://{addr}/graphql");
             println!("  GraphiQL: http://{addr}/graphiql");
-            crate::http::serve(app, listener, crate::http::shutdown_signal()).await?;
+            crate::http::serve(app, listener, stop).await?;
             tracing::info!("shutdown complete");
             println!("Passerelle stopped.");
         }
@@ -557,6 +560,22 @@ async fn pq_only(app: &App, command: OnlyCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT; both are caught from the call on (the handlers are
+/// registered here, not when the future is first polled).
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot listen for SIGTERM: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot listen for SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+    })
 }
 
 /// A `BAD_USER_INPUT` error as `field: message` lines; other errors as they are.

@@ -1066,6 +1066,36 @@ fn logs_are_coloured_only_at_a_terminal_and_shutdown_is_logged() {
     );
 }
 
+/// SIGTERM while the server is still starting (the port is bound first, then the database is
+/// migrated) is a graceful stop, not a kill by the signal.
+#[test]
+fn a_stop_during_start_is_graceful() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let port = free_port();
+    let child = passerelle(&url)
+        .args(["serve", "--demo"])
+        .env("PASSERELLE_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not bind");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("shutdown complete"), "{err}");
+}
+
 /// The systemd unit: its install steps put the configuration where the unit reads it, the
 /// dynamic user gets it as a credential (so a root-only file works), the descriptor limit is
 /// raised, and `systemd-analyze verify` accepts it. Then the service's command line, run as
