@@ -62,7 +62,9 @@ pub struct AppState {
 impl App {
     /// Connects to the database, applies pending migrations, makes sure a signing key exists and
     /// imports the configured persisted query manifest.
-    pub async fn start(config: Config) -> Result<Self> {
+    pub async fn start(mut config: Config) -> Result<Self> {
+        // Resolved once: every token and discovery document uses the same issuer.
+        config.token_issuer = config.issuer();
         let store = Store::connect(&config.database_url, &config.pool_options())?;
         let applied = store.migrate().await?;
         if applied > 0 {
@@ -80,15 +82,20 @@ impl App {
             );
         }
         let c = cipher.clone();
+        let algorithm = config.token_signing_algorithm;
         if store
-            .run(move |conn| keys::ensure_signing_key(conn, &c))
+            .run(move |conn| keys::ensure_signing_key(conn, &c, algorithm))
             .await?
         {
-            tracing::info!("created the first token signing key");
+            tracing::info!(
+                algorithm = algorithm.name(),
+                "created the first token signing key"
+            );
         }
         let keys = KeyRing::new(
             store.clone(),
             cipher,
+            algorithm,
             config.token_ttl_secs,
             config.key_cache_secs,
         );

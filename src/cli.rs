@@ -15,7 +15,16 @@ use crate::storage::writes;
 #[command(
     name = "passerelle",
     version,
-    about = "GraphQL hub for social-action partners' data"
+    about = "GraphQL hub for social-action partners' data",
+    after_help = "Environment (it overrides the configuration file):
+  DATABASE_URL        the database: sqlite://FILE or postgres://USER@HOST/DB
+                      (default sqlite://passerelle.db, a file in the working directory);
+                      PASSERELLE_DATABASE_URL works too
+  PASSERELLE_LISTEN   the address `serve` listens on (default 127.0.0.1:8080)
+  PASSERELLE_CONFIG   a TOML configuration file (see deploy/passerelle.example.toml);
+                      every key in it can be set as PASSERELLE_<KEY>
+
+First steps: docs/getting-started.md"
 )]
 struct Cli {
     /// A TOML configuration file; `PASSERELLE_*` environment variables override it.
@@ -29,7 +38,8 @@ struct Cli {
 enum Command {
     /// Apply migrations and serve GraphQL over HTTP.
     Serve {
-        /// Load the demo data (the partners' source documents) before serving.
+        /// Load the demo data (the partners' source documents) and the synthetic research
+        /// sample (partner `sample`, invented figures) before serving.
         #[arg(long)]
         demo: bool,
     },
@@ -43,6 +53,10 @@ enum Command {
         /// With --synthetic: 1 is about 100 partners, 100k actions and 1M outcomes.
         #[arg(long, default_value_t = 0.01, requires = "synthetic")]
         scale: f64,
+        /// Also load the synthetic research sample: partner `sample`, 24 invented figures in
+        /// people, enough for research aggregates to publish cells.
+        #[arg(long, conflicts_with = "synthetic")]
+        research_sample: bool,
     },
     /// Print the GraphQL schema (SDL).
     Schema,
@@ -74,6 +88,9 @@ enum Command {
         #[command(subcommand)]
         command: PqCommand,
     },
+    /// Manage partners: the organisations whose data Passerelle holds.
+    #[command(subcommand)]
+    Partner(PartnerCommand),
     /// Manage OAuth2 clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -86,12 +103,49 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PartnerCommand {
+    /// Register a partner. SLUG: 2-40 of a-z, 0-9 and `-`, starting with a letter, not ending
+    /// with `-`, and neither a `-`-prefix of another partner's slug nor the other way round
+    /// (the records a partner writes have ids starting with `SLUG-`).
+    Create {
+        slug: String,
+        /// The partner's display name.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List partners (slug, state, name).
+    List,
+    /// Change a partner's name or description.
+    Update {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The new description; an empty one clears it.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Retire a partner: its clients are revoked and no new client can be created for it.
+    /// Its records stay.
+    Retire { slug: String },
+}
+
+#[derive(Subcommand)]
 enum ClientCommand {
     /// Register a client; prints its id and secret (the secret is shown only this once).
     Create {
         /// The partner the client acts for, e.g. `caravan`.
+        #[arg(
+            long,
+            required_unless_present = "research_org",
+            conflicts_with = "research_org"
+        )]
+        partner: Option<String>,
+        /// A research organisation instead of a partner (a slug such as `ined`): the client may
+        /// hold only the `research` scope and sees public rows only.
         #[arg(long)]
-        partner: String,
+        research_org: Option<String>,
         /// Space-separated scopes: read read:sensitive write research admin introspect.
         #[arg(long)]
         scopes: String,
@@ -137,6 +191,24 @@ enum SharingCommand {
 enum PqCommand {
     /// Import an apollo-persisted-query-manifest v1 file as trusted documents. Idempotent.
     Import { file: PathBuf },
+    /// List stored documents (trusted ones first) and, from the audit log, which clients ran
+    /// each operation.
+    List,
+    /// Remove a document by id: running servers stop accepting it within 5 seconds.
+    Remove { id: String },
+    /// Hold callers to trusted documents, without a restart (beside `persisted_only`).
+    #[command(subcommand)]
+    Only(OnlyCommand),
+}
+
+#[derive(Subcommand)]
+enum OnlyCommand {
+    /// A client id or partner slug may run only trusted documents from now on (within a second).
+    Add { caller: String },
+    /// Let a caller send query text again.
+    Remove { caller: String },
+    /// The callers held to trusted documents: the setting's and the database's.
+    List,
 }
 
 /// Runs the command line; returns the process's exit code: 0 on success, 1 when the command
@@ -179,8 +251,11 @@ pub fn main() -> i32 {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    // Colours only for a person at a terminal, never into a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
@@ -194,6 +269,22 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         // So that GraphiQL works for someone trying Passerelle out.
         config.public_introspection = true;
     }
+    // The port first, before migrating and seeding: a port in use fails at once, naming it.
+    let listener = match command {
+        Command::Serve { .. } => {
+            // SIGTERM and SIGINT are caught from now on: a stop while migrating or seeding
+            // is a graceful stop once serving begins, not a kill.
+            let stop = stop_signals()?;
+            let listen = config.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
+            // With port 0, the public URL derived from `listen` names the port chosen.
+            config.listen = listener.local_addr()?;
+            Some((listener, stop))
+        }
+        _ => None,
+    };
     let app = App::start(config)
         .await
         .map_err(|e| anyhow::anyhow!("{} ({database})", e.message()))?;
@@ -202,14 +293,24 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             println!("migrations applied on {database}");
         }
         Command::Seed {
-            synthetic: false, ..
+            synthetic: false,
+            research_sample,
+            ..
         } => {
             let report = seed::load_demo(&app.store, now()).await?;
             println!("demo data loaded into {database}: {}", describe(&report));
+            if research_sample {
+                let changed = crate::domain::research_sample::load(&app.store, now()).await?;
+                println!(
+                    "synthetic research sample (partner `{}`, invented figures): {changed} records created or updated",
+                    crate::domain::research_sample::PARTNER
+                );
+            }
         }
         Command::Seed {
             synthetic: true,
             scale,
+            ..
         } => {
             if !(scale > 0.0 && scale <= 100.0) {
                 anyhow::bail!("--scale must be greater than 0 and at most 100, not {scale}");
@@ -242,18 +343,47 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             );
         }
         Command::Serve { demo } => {
+            if app.keys.use_configured_algorithm().await? {
+                tracing::info!(
+                    algorithm = app.config.token_signing_algorithm.name(),
+                    "signing with a new key of the configured algorithm; older keys verify their tokens until they expire"
+                );
+            }
             if demo {
                 let report = seed::load_demo(&app.store, now()).await?;
                 tracing::info!(report = %describe(&report), "demo data loaded");
+                crate::domain::research_sample::load(&app.store, now()).await?;
+                tracing::info!(
+                    partner = crate::domain::research_sample::PARTNER,
+                    "synthetic research sample loaded (invented figures)"
+                );
             }
-            let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
+            let Some((listener, stop)) = listener else {
+                anyhow::bail!("no listener");
+            };
             let addr = listener.local_addr()?;
             println!("Passerelle is serving {database}");
             println!("  GraphQL:  http://{addr}/graphql");
             println!("  GraphiQL: http://{addr}/graphiql");
-            crate::http::serve(app, listener, crate::http::shutdown_signal()).await?;
+            crate::http::serve(app, listener, stop).await?;
+            tracing::info!("shutdown complete");
             println!("Passerelle stopped.");
         }
+        Command::Pq {
+            command: PqCommand::List,
+        } => pq_list(&app).await?,
+        Command::Pq {
+            command: PqCommand::Remove { id },
+        } => {
+            if !app.persisted.remove(&id).await? {
+                anyhow::bail!("no persisted query `{id}`");
+            }
+            audit_cli(&app, "passerelle pq remove", Default::default(), &id).await?;
+            println!("persisted query {id} removed; running servers stop accepting it within 5 s");
+        }
+        Command::Pq {
+            command: PqCommand::Only(c),
+        } => pq_only(&app, c).await?,
         Command::Pq {
             command: PqCommand::Import { file },
         } => {
@@ -291,6 +421,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
         }
         Command::Schema => {}
+        Command::Partner(c) => partner_command(&app, c).await?,
         Command::Client(c) => client_command(&app, c).await?,
         Command::Keys(c) => keys_command(&app, c).await?,
         Command::Sharing(c) => sharing_command(&app, c).await?,
@@ -300,11 +431,30 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
 
 async fn client_command(app: &App, command: ClientCommand) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Create { partner, scopes } => {
+        ClientCommand::Create {
+            partner,
+            research_org,
+            scopes,
+        } => {
+            let owner = partner.clone().or_else(|| research_org.clone());
             let created = app
                 .store
-                .run(move |c| clients::create(c, &partner, &scopes))
-                .await?;
+                .run(move |c| match (partner, research_org) {
+                    (Some(p), _) => clients::create(c, &p, &scopes),
+                    (None, Some(org)) => clients::create_research(c, &org, &scopes),
+                    (None, None) => Err(crate::error::Error::BadRequest(
+                        "give --partner or --research-org".into(),
+                    )),
+                })
+                .await
+                .map_err(field_errors)?;
+            audit_cli(
+                app,
+                "passerelle client create",
+                owner.into_iter().collect(),
+                &format!("created {}", created.id),
+            )
+            .await?;
             println!("client_id:     {}", created.id);
             println!("client_secret: {}", created.secret);
             println!("Store the secret now: it is not kept and cannot be shown again.");
@@ -338,6 +488,211 @@ async fn client_command(app: &App, command: ClientCommand) -> anyhow::Result<()>
     Ok(())
 }
 
+async fn pq_list(app: &App) -> anyhow::Result<()> {
+    use crate::storage::persisted as db;
+    let docs = app.store.run(db::list).await?;
+    let names: Vec<String> = docs
+        .iter()
+        .filter_map(|d| d.operation_name.clone())
+        .collect();
+    let usage = app.store.run(move |c| db::usage(c, &names)).await?;
+    for d in &docs {
+        let name = d.operation_name.as_deref().unwrap_or("-");
+        let kind = if d.trusted { "trusted" } else { "automatic" };
+        println!("{}\t{kind}\t{name}\tcreated {}", d.id, d.created_at);
+        for (_, client, partner, requests, last) in usage
+            .iter()
+            .filter(|(operation, ..)| d.operation_name.as_deref() == Some(operation.as_str()))
+        {
+            println!(
+                "  used by {} ({}): {requests} requests, last {}",
+                client.as_deref().unwrap_or("-"),
+                partner.as_deref().unwrap_or("-"),
+                last.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn pq_only(app: &App, command: OnlyCommand) -> anyhow::Result<()> {
+    use crate::storage::persisted as db;
+    match command {
+        OnlyCommand::Add { caller } => {
+            let c = caller.clone();
+            let added = app
+                .store
+                .run(move |conn| db::add_only(conn, &c, &now()))
+                .await?;
+            audit_cli(app, "passerelle pq only add", Default::default(), &caller).await?;
+            if added {
+                println!("{caller} may run only trusted documents (running servers apply it within a second)");
+            } else {
+                println!("{caller} was already held to trusted documents");
+            }
+        }
+        OnlyCommand::Remove { caller } => {
+            let c = caller.clone();
+            if !app.store.run(move |conn| db::remove_only(conn, &c)).await? {
+                if app.config.persisted_only.contains(&caller) {
+                    anyhow::bail!(
+                        "{caller} is held by the persisted_only setting: change the configuration"
+                    );
+                }
+                anyhow::bail!("{caller} is not held to trusted documents");
+            }
+            audit_cli(
+                app,
+                "passerelle pq only remove",
+                Default::default(),
+                &caller,
+            )
+            .await?;
+            println!("{caller} may send query text again (within a second)");
+        }
+        OnlyCommand::List => {
+            for c in &app.config.persisted_only {
+                println!("{c}\tsetting persisted_only");
+            }
+            for c in app.store.run(db::only_callers).await? {
+                println!("{c}\tpq only add");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT; both are caught from the call on (the handlers are
+/// registered here, not when the future is first polled).
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot listen for SIGTERM: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot listen for SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+    })
+}
+
+/// A `BAD_USER_INPUT` error as `field: message` lines; other errors as they are.
+fn field_errors(e: crate::error::Error) -> anyhow::Error {
+    match e {
+        crate::error::Error::Invalid(errors) => anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => other.into(),
+    }
+}
+
+/// Appends an audit entry for an administration command (no client: the operator at the
+/// machine), naming the partners it concerned.
+async fn audit_cli(
+    app: &App,
+    operation: &'static str,
+    partners: std::collections::BTreeSet<String>,
+    outcome: &str,
+) -> anyhow::Result<()> {
+    let outcome = outcome.to_owned();
+    app.store
+        .run(move |c| {
+            crate::auth::audit::record(
+                c,
+                &crate::domain::Viewer::anonymous(),
+                operation,
+                &partners,
+                &outcome,
+            )
+        })
+        .await?;
+    Ok(())
+}
+
+async fn partner_command(app: &App, command: PartnerCommand) -> anyhow::Result<()> {
+    use crate::storage::partners;
+    match command {
+        PartnerCommand::Create {
+            slug,
+            name,
+            description,
+        } => {
+            let s = slug.clone();
+            let created = app
+                .store
+                .run(move |c| partners::create(c, &s, &name, description.as_deref(), &now()))
+                .await
+                .map_err(field_errors)?;
+            audit_cli(app, "passerelle partner create", [slug].into(), "created").await?;
+            println!("partner {} created ({})", created.id, created.name);
+        }
+        PartnerCommand::List => {
+            for p in app.store.run(partners::list).await? {
+                let state = match &p.retired_at {
+                    Some(at) => format!("retired {at}"),
+                    None => "active".into(),
+                };
+                println!("{}\t{}\t{}", p.id, state, p.name);
+            }
+        }
+        PartnerCommand::Update {
+            slug,
+            name,
+            description,
+        } => {
+            if name.is_none() && description.is_none() {
+                anyhow::bail!("nothing to change: give --name and/or --description");
+            }
+            let s = slug.clone();
+            let updated = app
+                .store
+                .run(move |c| {
+                    let description = description
+                        .as_deref()
+                        .map(|d| Some(d).filter(|d| !d.is_empty()));
+                    partners::update(c, &s, name.as_deref(), description)
+                })
+                .await
+                .map_err(field_errors)?;
+            audit_cli(app, "passerelle partner update", [slug].into(), "updated").await?;
+            println!("partner {} updated ({})", updated.id, updated.name);
+        }
+        PartnerCommand::Retire { slug } => {
+            let s = slug.clone();
+            let retired = app
+                .store
+                .run(move |c| partners::retire(c, &s, &now()))
+                .await
+                .map_err(field_errors)?;
+            let outcome = format!(
+                "{}; {} clients revoked",
+                if retired.newly {
+                    "retired"
+                } else {
+                    "already retired"
+                },
+                retired.clients_revoked
+            );
+            audit_cli(
+                app,
+                "passerelle partner retire",
+                [slug.clone()].into(),
+                &outcome,
+            )
+            .await?;
+            println!("partner {slug} {outcome}");
+        }
+    }
+    Ok(())
+}
+
 async fn keys_command(app: &App, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Rotate => {
@@ -345,12 +700,12 @@ async fn keys_command(app: &App, command: KeysCommand) -> anyhow::Result<()> {
             println!("signing with the new key {kid}; older keys verify until their tokens expire");
         }
         KeysCommand::List => {
-            for (kid, created, retired) in app.store.run(keys::list).await? {
+            for (kid, algorithm, created, retired) in app.store.run(keys::list).await? {
                 let state = match retired {
                     Some(at) => format!("retired at {at}"),
                     None => "active".into(),
                 };
-                println!("{kid}\tcreated at {created}\t{state}");
+                println!("{kid}\t{algorithm}\tcreated at {created}\t{state}");
             }
         }
     }

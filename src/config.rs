@@ -74,8 +74,8 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
-    /// The `iss` of the access tokens Passerelle issues, and the base of the URLs in its
-    /// authorization-server metadata: the public URL of this deployment.
+    /// The `iss` of the access tokens Passerelle issues and accepts; empty (the default): the
+    /// `public_url`.
     pub token_issuer: String,
     /// The `aud` of the access tokens Passerelle issues and accepts.
     pub token_audience: String,
@@ -186,6 +186,16 @@ pub struct Config {
     /// read every half of this, is up to date. 0 turns the feed off: such a write then shows
     /// once the answers cached before it age out (`response_cache_ttl_secs`).
     pub response_cache_recheck_ms: u64,
+    // Public address and signing (issue 33)
+    /// The URL clients reach this deployment at, e.g. `https://passerelle.example.org`: the
+    /// base of the URLs in the OAuth and OpenID discovery documents, and the tokens' `iss`
+    /// unless `token_issuer` is set. Default: `http://` and `listen`, with 0.0.0.0 (or `::`)
+    /// as 127.0.0.1 (or `::1`).
+    pub public_url: Option<String>,
+    /// The algorithm of new access tokens: `EdDSA` (Ed25519) or `ES256` (P-256, for verifiers
+    /// without Ed25519). A change rotates the signing key at the next start; tokens signed by
+    /// the old key are still accepted, and its key still published, until they expire.
+    pub token_signing_algorithm: crate::auth::keys::SigningAlgorithm,
     pub rate_limit: RateLimitConfig,
     /// Pull connectors, one per partner source (`[[connectors]]` tables in the TOML file).
     pub connectors: Vec<ConnectorConfig>,
@@ -397,9 +407,12 @@ impl Default for Config {
             response_cache_entries: 10_000,
             response_cache_ttl_secs: 60,
             response_cache_recheck_ms: 500,
+            // Public address and signing (issue 33)
+            public_url: None,
+            token_signing_algorithm: Default::default(),
             rate_limit: RateLimitConfig::default(),
             connectors: Vec::new(),
-            token_issuer: "http://127.0.0.1:8080".into(),
+            token_issuer: String::new(),
             token_audience: "passerelle".into(),
             token_ttl_secs: 900,
             key_cache_secs: 60,
@@ -638,8 +651,21 @@ impl Config {
                 self.research_min_cell
             ));
         }
-        if self.token_issuer.is_empty() || self.token_audience.is_empty() {
-            return bad("token_issuer and token_audience must not be empty".into());
+        if self.token_audience.is_empty() {
+            return bad("token_audience must not be empty".into());
+        }
+        if let Some(public) = &self.public_url {
+            let parsed = url::Url::parse(public).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if parsed.is_none() {
+                return bad(format!(
+                    "public_url: `{public}` is not an http(s) URL such as https://passerelle.example.org"
+                ));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(format!(
@@ -648,6 +674,32 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `public_url`, or the URL derived from `listen`; without a trailing `/`.
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let ip = match self.listen.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.listen.port()))
+    }
+
+    /// The `iss` of Passerelle's tokens: `token_issuer`, else [`Config::public_url`].
+    pub fn issuer(&self) -> String {
+        if self.token_issuer.is_empty() {
+            self.public_url()
+        } else {
+            self.token_issuer.clone()
+        }
     }
 
     pub fn pool_options(&self) -> PoolOptions {
@@ -767,6 +819,58 @@ mod tests {
         assert!(e.contains("max_batch_size"), "{e}");
         let c = Config::load(None, env(&[("PASSERELLE_PERSISTED_ONLY", "ios,android")])).unwrap();
         assert_eq!(c.persisted_only, vec!["ios", "android"]);
+    }
+
+    #[test]
+    fn the_public_url_follows_listen_unless_set() {
+        let c = Config::load(None, env(&[("PASSERELLE_LISTEN", "127.0.0.1:18082")])).unwrap();
+        assert_eq!(c.public_url(), "http://127.0.0.1:18082");
+        assert_eq!(c.issuer(), "http://127.0.0.1:18082");
+        let c = Config::load(None, env(&[("PASSERELLE_LISTEN", "0.0.0.0:9000")])).unwrap();
+        assert_eq!(c.issuer(), "http://127.0.0.1:9000");
+        let c = Config::load(None, env(&[("PASSERELLE_LISTEN", "[::]:9000")])).unwrap();
+        assert_eq!(c.issuer(), "http://[::1]:9000");
+        let c = Config::load(
+            None,
+            env(&[
+                ("PASSERELLE_LISTEN", "0.0.0.0:9000"),
+                ("PASSERELLE_PUBLIC_URL", "https://hub.example.org/"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.public_url().as_str(), c.issuer().as_str()),
+            ("https://hub.example.org", "https://hub.example.org")
+        );
+        let c = Config::load(
+            None,
+            env(&[
+                ("PASSERELLE_PUBLIC_URL", "https://hub.example.org"),
+                ("PASSERELLE_TOKEN_ISSUER", "https://issuer.example.org"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.issuer(), "https://issuer.example.org");
+        let e = Config::load(None, env(&[("PASSERELLE_PUBLIC_URL", "hub.example.org")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("public_url"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[("PASSERELLE_TOKEN_SIGNING_ALGORITHM", "ES256")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.token_signing_algorithm,
+            crate::auth::keys::SigningAlgorithm::ES256
+        );
+        let e = Config::load(
+            None,
+            env(&[("PASSERELLE_TOKEN_SIGNING_ALGORITHM", "RS256")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("token_signing_algorithm"), "{e}");
     }
 
     #[test]

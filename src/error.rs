@@ -41,6 +41,9 @@ pub enum Error {
     PersistedQueryHashMismatch,
     /// This client may only run trusted documents, by id.
     PersistedQueryRequired(String),
+    /// A `persisted_only` client sent an id that is no trusted document: not
+    /// `PersistedQueryNotFound`, which would make an APQ client retry with the text.
+    PersistedQueryNotInManifest(String),
     QueryTooDeep(String),
     QueryTooComplex(String),
     TooManyAliases(String),
@@ -100,6 +103,7 @@ impl Error {
             Error::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Error::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
             Error::PersistedQueryRequired(_) => "PERSISTED_QUERY_REQUIRED",
+            Error::PersistedQueryNotInManifest(_) => "PERSISTED_QUERY_NOT_IN_MANIFEST",
             Error::QueryTooDeep(_) => "QUERY_TOO_DEEP",
             Error::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
             Error::TooManyAliases(_) => "TOO_MANY_ALIASES",
@@ -133,6 +137,7 @@ impl Error {
             Error::PersistedQueryNotFound => StatusCode::OK,
             Error::PersistedQueryHashMismatch
             | Error::PersistedQueryRequired(_)
+            | Error::PersistedQueryNotInManifest(_)
             | Error::QueryTooDeep(_)
             | Error::QueryTooComplex(_)
             | Error::TooManyAliases(_)
@@ -197,6 +202,7 @@ impl Error {
             | Error::Unavailable(m)
             | Error::ForbiddenField(m)
             | Error::PersistedQueryRequired(m)
+            | Error::PersistedQueryNotInManifest(m)
             | Error::QueryTooDeep(m)
             | Error::QueryTooComplex(m)
             | Error::TooManyAliases(m)

@@ -152,8 +152,15 @@ async fn trusted_documents_bind_persisted_only_clients(backend: Backend) {
     assert!(body.get("errors").is_none(), "{body}");
     let (_, _, body) = app.post_json(&apq(&hash), &[ios, GQL_ACCEPT]).await;
     assert_eq!(error_code(&body), "PERSISTED_QUERY_REQUIRED");
+    // An unknown id is final for this client: not PersistedQueryNotFound, which would make an
+    // APQ client retry with the text.
     let (_, _, body) = app.post_json(&apq("nope"), &[ios]).await;
-    assert_eq!(error_code(&body), "PERSISTED_QUERY_NOT_FOUND");
+    assert_eq!(error_code(&body), "PERSISTED_QUERY_NOT_IN_MANIFEST");
+    let (status, _, body) = app.post_json(&apq("nope"), &[ios, GQL_ACCEPT]).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (400, "PERSISTED_QUERY_NOT_IN_MANIFEST")
+    );
     // Other clients still send text.
     let (_, _, body) = app
         .post_json(

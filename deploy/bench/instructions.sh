@@ -10,9 +10,11 @@
 # counted and divided by COUNT. PostgreSQL's work is not counted: cpu.sh measures it. With TOP=N
 # it also prints each binary's N functions with the most instructions of their own.
 #
-#   cp target/release/passerelle /tmp/before     # build and copy each side first
-#   bash deploy/bench/instructions.sh /tmp/before target/release/passerelle
-#   TOP=30 bash deploy/bench/instructions.sh target/release/passerelle
+# TOP needs symbols, which release builds strip: build with the profiling profile.
+#   cargo build --profile profiling --locked --bin passerelle
+#   cp target/profiling/passerelle /tmp/before     # build and copy each side first
+#   bash deploy/bench/instructions.sh /tmp/before target/profiling/passerelle
+#   TOP=30 bash deploy/bench/instructions.sh target/profiling/passerelle
 #
 # Needs valgrind, the bench database run.sh seeds (passerelle_bench) and python3.
 set -euo pipefail

@@ -1,4 +1,5 @@
-//! OAuth2 clients: one per partner application. The secret is shown once at creation and
+//! OAuth2 clients: one per partner application, or a research client, which belongs to a
+//! research organisation instead and holds only the `research` scope. The secret is shown once at creation and
 //! stored only as an Argon2id hash; checking it is constant-time (argon2's verifier compares
 //! digests in constant time, and an unknown client id still pays for one verification).
 
@@ -18,11 +19,19 @@ use crate::error::{Error, FieldError, Result};
 use crate::storage::schema::{oauth_clients, partners, revoked_tokens, sharing_agreements};
 use crate::storage::AnyConnection;
 
+/// What a research client's requests run as, before its organisation's slug: `research:NAME`.
+/// No partner slug contains `:`, so this never names a partner; it is what the audit log, the
+/// rate limits and the token's `partner` claim show for a research client.
+pub const RESEARCH_PRINCIPAL: &str = "research:";
+
 /// A client as stored, without its secret hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Client {
     pub id: String,
+    /// Who the client acts for: its partner's slug, or `research:ORG` for a research client.
     pub partner: String,
+    /// A research client's organisation.
+    pub research_org: Option<String>,
     pub scopes: Scopes,
     pub created_at: String,
     pub revoked_at: Option<String>,
@@ -35,13 +44,27 @@ pub struct NewClient {
     pub secret: String,
 }
 
-type Row = (String, String, String, String, Option<String>);
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+);
 
 fn client(row: Row) -> Client {
-    let (id, partner, scopes, created_at, revoked_at) = row;
+    let (id, partner, research_org, scopes, created_at, revoked_at) = row;
+    let partner = match (&partner, &research_org) {
+        (Some(p), _) => p.clone(),
+        (None, Some(org)) => format!("{RESEARCH_PRINCIPAL}{org}"),
+        // The table's CHECK forbids it; such a client matches no token's `partner`.
+        (None, None) => String::new(),
+    };
     Client {
         id,
         partner,
+        research_org,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
         created_at,
         revoked_at,
@@ -51,12 +74,14 @@ fn client(row: Row) -> Client {
 const COLUMNS: (
     oauth_clients::id,
     oauth_clients::partner_id,
+    oauth_clients::research_org,
     oauth_clients::scopes,
     oauth_clients::created_at,
     oauth_clients::revoked_at,
 ) = (
     oauth_clients::id,
     oauth_clients::partner_id,
+    oauth_clients::research_org,
     oauth_clients::scopes,
     oauth_clients::created_at,
     oauth_clients::revoked_at,
@@ -83,8 +108,7 @@ fn hash(secret: &str) -> Result<String> {
         .to_string())
 }
 
-/// Registers a client for `partner` allowed to ask for `scopes` (space-separated).
-pub fn create(conn: &mut AnyConnection, partner: &str, scopes: &str) -> Result<NewClient> {
+fn checked_scopes(scopes: &str) -> Result<Scopes> {
     let scopes =
         parse_scopes(scopes).map_err(|m| Error::Invalid(vec![FieldError::new("scopes", m)]))?;
     if scopes.is_empty() {
@@ -93,16 +117,15 @@ pub fn create(conn: &mut AnyConnection, partner: &str, scopes: &str) -> Result<N
             "give at least one scope",
         )]));
     }
-    let known: i64 = partners::table
-        .filter(partners::id.eq(partner))
-        .count()
-        .get_result(conn)?;
-    if known == 0 {
-        return Err(Error::Invalid(vec![FieldError::new(
-            "partner",
-            format!("no partner `{partner}`"),
-        )]));
-    }
+    Ok(scopes)
+}
+
+fn insert(
+    conn: &mut AnyConnection,
+    partner: Option<&str>,
+    research_org: Option<&str>,
+    scopes: &Scopes,
+) -> Result<NewClient> {
     let id = format!("pc_{}", random(12)?);
     let secret = random(32)?;
     let secret_hash = hash(&secret)?;
@@ -110,12 +133,54 @@ pub fn create(conn: &mut AnyConnection, partner: &str, scopes: &str) -> Result<N
         .values((
             oauth_clients::id.eq(&id),
             oauth_clients::partner_id.eq(partner),
+            oauth_clients::research_org.eq(research_org),
             oauth_clients::scopes.eq(scopes.iter().cloned().collect::<Vec<_>>().join(" ")),
             oauth_clients::secret_hash.eq(secret_hash),
             oauth_clients::created_at.eq(now()),
         ))
         .execute(conn)?;
     Ok(NewClient { id, secret })
+}
+
+/// Registers a client for `partner` allowed to ask for `scopes` (space-separated). Refused for
+/// an unknown or retired partner.
+pub fn create(conn: &mut AnyConnection, partner: &str, scopes: &str) -> Result<NewClient> {
+    let scopes = checked_scopes(scopes)?;
+    let found: Option<Option<String>> = partners::table
+        .filter(partners::id.eq(partner))
+        .select(partners::retired_at)
+        .first(conn)
+        .optional()?;
+    match found {
+        None => Err(Error::Invalid(vec![FieldError::new(
+            "partner",
+            format!("no partner `{partner}`; create it with `passerelle partner create {partner} --name NAME`"),
+        )])),
+        Some(Some(_)) => Err(Error::Invalid(vec![FieldError::new(
+            "partner",
+            format!("the partner `{partner}` is retired"),
+        )])),
+        Some(None) => insert(conn, Some(partner), None, &scopes),
+    }
+}
+
+/// Registers a research client for the research organisation `org` (a slug, as partners'):
+/// it may hold the `research` scope and nothing else, and sees public rows only.
+pub fn create_research(conn: &mut AnyConnection, org: &str, scopes: &str) -> Result<NewClient> {
+    if let Some(problem) = crate::storage::partners::slug_problem(org) {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "research_org",
+            format!("`{org}`: {problem}"),
+        )]));
+    }
+    let scopes = checked_scopes(scopes)?;
+    if let Some(other) = scopes.iter().find(|s| s.as_str() != super::RESEARCH) {
+        return Err(Error::Invalid(vec![FieldError::new(
+            "scopes",
+            format!("a research client holds only the `research` scope, not `{other}`"),
+        )]));
+    }
+    insert(conn, None, Some(org), &scopes)
 }
 
 /// Every client, oldest first.
@@ -148,8 +213,9 @@ pub fn session(
     day: &str,
 ) -> Result<Option<(Client, BTreeSet<String>)>> {
     use diesel::dsl::{exists, not};
+    // A research client (no partner) matches no agreement: NULL is equal to nothing.
     let sharing = sharing_agreements::grantee_partner_id
-        .eq(oauth_clients::partner_id)
+        .eq(oauth_clients::partner_id.assume_not_null())
         .and(super::sharing::in_force_on!(day));
     let rows: Vec<(Row, Option<String>)> = oauth_clients::table
         .left_join(sharing_agreements::table.on(sharing))

@@ -1,5 +1,6 @@
 //! The authorization server's HTTP endpoints: token (RFC 6749 §4.4), JWKS (RFC 7517),
-//! metadata (RFC 8414), introspection (RFC 7662) and revocation (RFC 7009).
+//! metadata (RFC 8414) and OpenID Connect discovery, introspection (RFC 7662) and revocation
+//! (RFC 7009).
 //!
 //! Errors here use the OAuth2 shape (`{"error": "...", "error_description": "..."}`, RFC 6749
 //! §5.2), which OAuth2 client libraries parse; `error` is the stable code.
@@ -388,24 +389,68 @@ pub async fn jwks(State(app): State<App>) -> Response {
     }
 }
 
+/// What both discovery documents say: the issuer, the endpoints under `public_url`, and only
+/// what the server does (the client credentials grant, no authorization endpoint).
+fn discovery(app: &App) -> serde_json::Map<String, Value> {
+    let base = app.config.public_url();
+    let auth_methods = json!(["client_secret_basic", "client_secret_post"]);
+    let v = json!({
+        "issuer": app.config.token_issuer,
+        "token_endpoint": format!("{base}/oauth/token"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{base}/oauth/introspect"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        // No authorization endpoint: no response type is supported.
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "scopes_supported": ALL_SCOPES,
+    });
+    match v {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
 pub async fn metadata(State(app): State<App>) -> Response {
-    let issuer = app.config.token_issuer.trim_end_matches('/');
-    axum::Json(json!({
-        "issuer": app.config.token_issuer,
-        "token_endpoint": format!("{issuer}/oauth/token"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
-        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": ALL_SCOPES,
-    }))
-    .into_response()
+    axum::Json(Value::Object(discovery(&app))).into_response()
 }
+
+/// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0), for clients that
+/// discover a server this way. Passerelle issues access tokens only, never ID tokens; the
+/// fields OIDC requires say what is true of them: every token's `sub` is the client id
+/// (`public`), and its signature uses the JWKS keys' algorithms.
+pub async fn openid_configuration(State(app): State<App>) -> Response {
+    let algorithms = match app.keys.algorithms().await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let mut v = discovery(&app);
+    v.insert("subject_types_supported".into(), json!(["public"]));
+    v.insert(
+        "id_token_signing_alg_values_supported".into(),
+        json!(algorithms),
+    );
+    v.insert("claims_supported".into(), json!(CLAIMS));
+    axum::Json(Value::Object(v)).into_response()
+}
+
+/// The claims of Passerelle's access tokens (`tokens::Claims`).
+const CLAIMS: [&str; 10] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "scope",
+    "client_id",
+    "partner",
+];
 
 /// The claims of a token that verifies and is still valid, when `caller` may see them: its own
 /// tokens, or any token for an `admin` client.

@@ -1,7 +1,7 @@
-//! Access tokens: short-lived JWTs signed with the key ring's current Ed25519 key.
+//! Access tokens: short-lived JWTs signed with the key ring's current key (Ed25519 or P-256).
 //!
-//! Verification accepts only `EdDSA` with a known `kid` (so `alg: none`, HMAC confusion and
-//! foreign keys fail), checks signature, `iss`, `aud`, `exp` and `nbf`, then the database:
+//! Verification accepts only `EdDSA` and `ES256`, with a known `kid` whose key has the token's
+//! algorithm (so `alg: none`, HMAC confusion and foreign keys fail), checks signature, `iss`, `aud`, `exp` and `nbf`, then the database:
 //! the client must still be active and the token (`jti`) not revoked.
 
 use diesel::prelude::*;
@@ -84,7 +84,7 @@ pub async fn issue(
     client: &Client,
     scopes: &Scopes,
 ) -> Result<Issued> {
-    let (kid, key) = keys.signing_key().await?;
+    let (kid, algorithm, key) = keys.signing_key().await?;
     let now = unix_now();
     let ttl = config.token_ttl_secs;
     let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
@@ -100,7 +100,7 @@ pub async fn issue(
         client_id: client.id.clone(),
         partner: client.partner.clone(),
     };
-    let mut header = Header::new(Algorithm::EdDSA);
+    let mut header = Header::new(algorithm.jwt());
     header.kid = Some(kid);
     let access_token = jsonwebtoken::encode(&header, &claims, &key)
         .map_err(|e| Error::internal(anyhow::anyhow!("cannot sign a token: {e}")))?;
@@ -127,16 +127,20 @@ pub async fn verify_jwt(
             }))
         }
     };
-    if header.alg != Algorithm::EdDSA {
+    if !matches!(header.alg, Algorithm::EdDSA | Algorithm::ES256) {
         return Ok(Err(Rejection::Algorithm));
     }
     let Some(kid) = header.kid else {
         return Ok(Err(Rejection::UnknownKey));
     };
-    let Some(key) = keys.decoding_key(&kid).await? else {
+    let Some((algorithm, key)) = keys.decoding_key(&kid).await? else {
         return Ok(Err(Rejection::UnknownKey));
     };
-    let mut validation = Validation::new(Algorithm::EdDSA);
+    // The key decides the algorithm, never the token.
+    if header.alg != algorithm.jwt() {
+        return Ok(Err(Rejection::Algorithm));
+    }
+    let mut validation = Validation::new(algorithm.jwt());
     validation.set_issuer(&[&config.token_issuer]);
     validation.set_audience(&[&config.token_audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);

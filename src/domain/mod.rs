@@ -10,6 +10,7 @@ pub mod dates;
 pub mod policy;
 pub mod records;
 pub mod research;
+pub mod research_sample;
 pub mod seed;
 pub mod synthetic;
 pub mod viewer;

@@ -121,6 +121,14 @@ impl OwnerLog {
         }
     }
 
+    /// Notes a partner by its slug (a partner managed by the request).
+    pub fn note_id(&self, partner: &str) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !set.contains(partner) {
+            set.insert(partner.to_owned());
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeSet<String> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -40,6 +40,8 @@ impl ViewerInfo {
     /// The partner you act for; null when anonymous.
     async fn partner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<partners::Partner>> {
         match &self.partner {
+            // A research client acts for its organisation, which is not a partner.
+            Some(p) if p.starts_with(crate::auth::clients::RESEARCH_PRINCIPAL) => Ok(None),
             Some(p) => Ok(Some(partners::owner(ctx, p).await?)),
             None => Ok(None),
         }

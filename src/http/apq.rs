@@ -17,16 +17,28 @@ pub struct Resolved {
     pub stored_name: Option<String>,
 }
 
-/// Whether this caller may only run trusted documents (by client id or partner slug).
-pub fn persisted_only(app: &App, viewer: &Viewer) -> bool {
-    [&viewer.client_id, &viewer.partner]
+/// Whether this caller may only run trusted documents (by client id or partner slug): from the
+/// `persisted_only` setting or `passerelle pq only add` (read again every second).
+pub async fn persisted_only(app: &App, viewer: &Viewer) -> Result<bool> {
+    let who: Vec<&String> = [&viewer.client_id, &viewer.partner]
         .into_iter()
         .flatten()
-        .any(|who| app.config.persisted_only.iter().any(|p| p == who))
+        .collect();
+    if who.is_empty() {
+        return Ok(false);
+    }
+    if who
+        .iter()
+        .any(|w| app.config.persisted_only.iter().any(|p| p == *w))
+    {
+        return Ok(true);
+    }
+    let held = app.persisted.only_callers().await?;
+    Ok(who.iter().any(|w| held.contains(w.as_str())))
 }
 
 pub async fn resolve(app: &App, viewer: &Viewer, body: &GraphQLBody) -> Result<Resolved> {
-    let only = persisted_only(app, viewer);
+    let only = persisted_only(app, viewer).await?;
     let text = body.query.as_deref().filter(|q| !q.trim().is_empty());
     let Some(pq) = body
         .extensions
@@ -84,11 +96,18 @@ pub async fn resolve(app: &App, viewer: &Viewer, body: &GraphQLBody) -> Result<R
             })
         }
         None => {
-            let stored = app
-                .persisted
-                .find(hash)
-                .await?
-                .ok_or(Error::PersistedQueryNotFound)?;
+            // For a client held to trusted documents an unknown id is final: an APQ client
+            // answered `PersistedQueryNotFound` would retry with the text, refused anyway.
+            let not_in_manifest = || {
+                Error::PersistedQueryNotInManifest(format!(
+                    "`{hash}` is not a trusted document: add it to the manifest and `passerelle pq import` it"
+                ))
+            };
+            let stored = match app.persisted.find(hash).await? {
+                Some(stored) => stored,
+                None if only => return Err(not_in_manifest()),
+                None => return Err(Error::PersistedQueryNotFound),
+            };
             if only && !stored.trusted {
                 return Err(Error::PersistedQueryRequired(format!(
                     "`{hash}` is not a trusted document"

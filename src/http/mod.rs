@@ -74,6 +74,10 @@ pub fn router(app: App) -> Router {
             "/.well-known/oauth-authorization-server",
             get(oauth::metadata),
         )
+        .route(
+            "/.well-known/openid-configuration",
+            get(oauth::openid_configuration),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::map_response(too_large_with_code))

@@ -3,13 +3,22 @@
 //! The store is moka in front of the `persisted_queries` table: a hit never touches the database,
 //! a miss reads it (so a query registered on any replica sharing the database is found), and
 //! unknown hashes are not cached (so they are found as soon as another replica registers them).
+//! Entries live [`CACHE_TTL`]: a document removed with `passerelle pq remove` stops running
+//! within that on every replica.
+//!
+//! Which callers may run only trusted documents: the `persisted_only` setting, and the
+//! `persisted_only_callers` table (`passerelle pq only add|remove`), read again every
+//! [`ONLY_REFRESH`], so a change needs no restart.
 
 pub mod manifest;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
+use tokio::sync::RwLock;
 
 use crate::error::{Error, Result};
 use crate::storage::persisted::{self as db, StoredQuery};
@@ -24,18 +33,58 @@ pub fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
+/// How long a document stays in memory before it is read again.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+/// How often the callers held to trusted documents are read again.
+pub const ONLY_REFRESH: Duration = Duration::from_secs(1);
+
+type OnlyCallers = Option<(Instant, Arc<BTreeSet<String>>)>;
+
 #[derive(Clone)]
 pub struct PersistedQueries {
     store: Store,
     cache: Cache<String, Arc<StoredQuery>>,
+    only: Arc<RwLock<OnlyCallers>>,
 }
 
 impl PersistedQueries {
     pub fn new(store: Store, capacity: u64) -> Self {
         PersistedQueries {
             store,
-            cache: Cache::new(capacity),
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(CACHE_TTL)
+                .build(),
+            only: Arc::new(RwLock::new(None)),
         }
+    }
+
+    /// The callers (client ids, partner slugs) held to trusted documents in the database, as of
+    /// at most [`ONLY_REFRESH`] ago.
+    pub async fn only_callers(&self) -> Result<Arc<BTreeSet<String>>> {
+        if let Some((at, set)) = self.only.read().await.as_ref() {
+            if at.elapsed() < ONLY_REFRESH {
+                return Ok(set.clone());
+            }
+        }
+        let set: Arc<BTreeSet<String>> = Arc::new(
+            self.store
+                .run(db::only_callers)
+                .await?
+                .into_iter()
+                .collect(),
+        );
+        *self.only.write().await = Some((Instant::now(), set.clone()));
+        Ok(set)
+    }
+
+    /// Removes a document from the database and this process's memory (other processes
+    /// forget it within [`CACHE_TTL`]). False when there was none.
+    pub async fn remove(&self, id: &str) -> Result<bool> {
+        let key = id.to_owned();
+        let removed = self.store.run(move |conn| db::remove(conn, &key)).await?;
+        self.cache.invalidate(id).await;
+        Ok(removed)
     }
 
     /// The query registered under `id`, from memory or from the database.

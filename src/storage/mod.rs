@@ -9,6 +9,7 @@
 
 pub mod changes;
 mod connection;
+pub mod partners;
 pub mod persisted;
 pub mod queries;
 pub mod reading;

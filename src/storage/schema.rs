@@ -7,6 +7,8 @@ diesel::table! {
         name -> Text,
         description -> Nullable<Text>,
         created_at -> Text,
+        /// Set by `passerelle partner retire`: its clients get no more tokens.
+        retired_at -> Nullable<Text>,
     }
 }
 
@@ -171,6 +173,14 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::table! {
+    /// Callers held to trusted documents (migration 2026-12-08-000011).
+    persisted_only_callers (caller) {
+        caller -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
     persisted_queries (id) {
         id -> Text,
         body -> Text,
@@ -204,7 +214,9 @@ diesel::table! {
 diesel::table! {
     oauth_clients (id) {
         id -> Text,
-        partner_id -> Text,
+        /// NULL for a research client, which has a `research_org` instead.
+        partner_id -> Nullable<Text>,
+        research_org -> Nullable<Text>,
         scopes -> Text,
         secret_hash -> Text,
         created_at -> Text,

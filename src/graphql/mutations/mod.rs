@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod actors;
 pub mod outcomes;
+pub mod partners;
 pub mod partnerships;
 
 use crate::storage::EntityKind;
@@ -158,4 +159,5 @@ pub struct Mutation(
     actions::ActionMutations,
     outcomes::OutcomeMutations,
     partnerships::PartnershipMutations,
+    partners::PartnerMutations,
 );
