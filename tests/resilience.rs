@@ -257,9 +257,13 @@ impl Drop for Served {
 }
 
 fn serve_under(prefix: &str, database_url: &str, settings: &[(&str, &str)]) -> Served {
+    serve_args(prefix, "serve", database_url, settings)
+}
+
+fn serve_args(prefix: &str, args: &str, database_url: &str, settings: &[(&str, &str)]) -> Served {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(format!("{prefix} exec \"$0\" serve"))
+        .arg(format!("{prefix} exec \"$0\" {args}"))
         .arg(env!("CARGO_BIN_EXE_passerelle"));
     for (k, _) in std::env::vars() {
         if k.starts_with("PASSERELLE_") || k == "DATABASE_URL" || k.starts_with("RUST_") {
@@ -561,4 +565,73 @@ fn refuse_connections(database_url: &str, refuse: bool) {
         .execute(&mut c)
         .unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_answered_503_and_readyz_says_so() {
+    // A 4 MiB file system of the server's own (a mount namespace), filled once it serves.
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("disk");
+    std::fs::create_dir(&mount).unwrap();
+    let url = format!("sqlite://{}", mount.join("p.db").display());
+    // Seeded, with a client, before it serves (SQLite resolves /proc/PID/root to the outside).
+    let server = serve_args(
+        &format!(
+            "exec unshare -Urm sh -c 'mount -t tmpfs -o size=4m tmpfs {disk} && \"$0\" seed >/dev/null && \
+             \"$0\" client create --partner caravan --scopes read > {disk}/../client.txt && \
+             exec \"$0\" serve' \"$0\" #",
+            disk = mount.display()
+        ),
+        "",
+        &url,
+        &[],
+    );
+    // The server's files, as seen from outside its namespace.
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", server.child.id()))
+        .join(mount.strip_prefix("/").unwrap());
+    let out = std::fs::read_to_string(dir.path().join("client.txt")).unwrap();
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (id, secret) = (field("client_id:"), field("client_secret:"));
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let token = || {
+        http.post(format!("{base}/oauth/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .timeout(Duration::from_secs(10))
+            .send()
+    };
+    let readyz = || {
+        http.get(format!("{base}/readyz"))
+            .timeout(Duration::from_secs(10))
+            .send()
+    };
+    assert_eq!(token().await.unwrap().status(), 200);
+    assert_eq!(readyz().await.unwrap().status(), 200);
+    // Fill it.
+    {
+        use std::io::Write;
+        let mut fill = std::fs::File::create(inside.join("fill")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while fill.write_all(&chunk).is_ok() {}
+    }
+    let res = token().await.unwrap();
+    let status = res.status().as_u16();
+    let retry = res.headers().contains_key("retry-after");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(retry);
+    let res = readyz().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["reason"], "storage full", "{body}");
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(!log.contains("internal error"), "{log}");
 }
