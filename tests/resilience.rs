@@ -635,3 +635,55 @@ async fn a_full_disk_is_answered_503_and_readyz_says_so() {
     let log = server.stderr.lock().unwrap().clone();
     assert!(!log.contains("internal error"), "{log}");
 }
+
+/// Serves an empty SQLite database whose `partners` table is then renamed away, so that a
+/// query for partners is an internal error; returns the log after one such query.
+async fn log_of_an_internal_error(settings: &[(&str, &str)]) -> (String, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let server = serve_under("", &format!("sqlite://{}", path.display()), settings);
+    tokio::task::spawn_blocking(move || {
+        let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        diesel::sql_query("ALTER TABLE partners RENAME TO partners_gone")
+            .execute(&mut c)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let rss = || {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            .unwrap()
+    };
+    let before = rss();
+    let res = reqwest::Client::new()
+        .post(format!("http://{}/graphql", server.addr))
+        .header("content-type", "application/json")
+        .body(r#"{"query":"{ partners { slug } }"}"#)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    let body = res.text().await.unwrap();
+    assert!(body.contains("INTERNAL_SERVER_ERROR"), "{body}");
+    let grown_kb = rss() - before;
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.contains("internal error"), "{log}");
+    (log, grown_kb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_backtrace_does_not_make_errors_capture_backtraces() {
+    // RUST_BACKTRACE=1 as a production unit might set it: no backtrace captured, nor symbolised.
+    let (log, grown_kb) = log_of_an_internal_error(&[("RUST_BACKTRACE", "1")]).await;
+    assert!(!log.contains("Stack backtrace"), "{log}");
+    assert!(grown_kb < 20_000, "RSS grew by {grown_kb} kB");
+    // Asked for explicitly, they are.
+    let (log, _) =
+        log_of_an_internal_error(&[("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")]).await;
+    assert!(log.contains("Stack backtrace"), "{log}");
+}
