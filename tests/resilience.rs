@@ -140,6 +140,43 @@ async fn a_slow_body_holds_no_slot_and_gets_body_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_import_is_cut_at_the_minimum_rate() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.body_min_rate_grace_ms = 1_000;
+        c.body_min_bytes_per_sec = 100;
+    })
+    .await
+    .unwrap();
+    app.seed().await;
+    let token = app.token("caravan", "read write").await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /import HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-ndjson\r\n\
+         authorization: Bearer {token}\r\ncontent-length: 10000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut read, mut write) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        while write.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(8), read.read_to_end(&mut answer)).await;
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"BODY_TIMEOUT""#), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.app.admission.in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_slow_clients_do_not_stop_a_normal_request() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
         // They stay slow for the whole test.
@@ -375,6 +412,8 @@ async fn accept_keeps_working_out_of_file_descriptors() {
     let log = server.stderr.lock().unwrap().clone();
     let lines = log.matches("cannot accept connections").count();
     assert!((1..=2).contains(&lines), "{lines} lines: {log}");
+    // And the start said that max_connections (512) does not fit in 64 descriptors.
+    assert!(log.contains("close to the open-file limit"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,6 +164,17 @@ impl AsyncWrite for Tracked {
     }
 }
 
+/// The process's soft limit on open files, where Linux says (`/proc/self/limits`).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Whether an `accept` error concerns only the client that was leaving (nothing to wait for).
 fn client_gone(e: &io::Error) -> bool {
     matches!(
@@ -184,6 +195,15 @@ pub async fn serve(
     counters: Arc<Resilience>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    if let Some(files) = open_file_limit() {
+        if limits.max_connections.saturating_add(64) > files {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                open_file_limit = files,
+                "max_connections is close to the open-file limit: raise LimitNOFILE (ulimit -n) or lower max_connections"
+            );
+        }
+    }
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // Tells quiet connections to close, to make room.
     let pressure = Arc::new(Notify::new());
@@ -340,5 +360,14 @@ impl Connection {
         self.counters
             .connections_open
             .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_open_file_limit() {
+        let n = super::open_file_limit();
+        assert!(n.is_some_and(|n| n > 0), "{n:?}");
     }
 }
