@@ -191,8 +191,8 @@ pub struct Config {
     /// (under pressure, connections without a request in progress are closed first). Keep it
     /// under the open-file limit (`LimitNOFILE`) less `db_max_connections` and about 64.
     pub max_connections: usize,
-    /// How long a client may take to send a request's headers, in milliseconds, from the
-    /// moment the server waits for them (a new connection, or the end of the last answer).
+    /// How long a client may take to send a request's headers, in milliseconds, from their
+    /// first byte (a connection that sends nothing at all is idle: `idle_timeout_ms`).
     pub header_read_timeout_ms: u64,
     /// How long a connection without a request in progress and without traffic stays open
     /// (keep-alive idle timeout), in milliseconds.

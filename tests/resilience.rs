@@ -213,33 +213,38 @@ async fn many_slow_clients_do_not_stop_a_normal_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_half_sent_connections_are_closed() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
-        c.idle_timeout_ms = 1_000;
-        c.header_read_timeout_ms = 2_000;
+        c.idle_timeout_ms = 2_500;
+        c.header_read_timeout_ms = 1_000;
     })
     .await
     .unwrap();
-    // A keep-alive connection after its answer.
+    // A keep-alive connection after its answer, and one that never sends a byte: idle.
     let mut kept = TcpStream::connect(app.addr).await.unwrap();
     kept.write_all(format!("{}{QUERY}", post_head(QUERY.len())).as_bytes())
         .await
         .unwrap();
     let answer = read_response(&mut kept).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // A connection that never sends a byte, and one that stops mid-headers.
     let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    // One that stops mid-headers: the header timeout.
     let mut half = TcpStream::connect(app.addr).await.unwrap();
     half.write_all(b"GET /healthz HTTP/1.1\r\nhost: loc")
         .await
         .unwrap();
-    for (name, stream) in [
-        ("kept", &mut kept),
-        ("silent", &mut silent),
-        ("half", &mut half),
-    ] {
-        let closed = closed_within(stream, Duration::from_secs(5)).await;
-        assert!(closed.is_some(), "{name} connection still open after 5 s");
-    }
-    // One that trickles its headers stays active, and is closed by the header timeout.
+    let (kept_closed, silent_closed, half_closed) = tokio::join!(
+        closed_within(&mut kept, Duration::from_secs(6)),
+        closed_within(&mut silent, Duration::from_secs(6)),
+        closed_within(&mut half, Duration::from_secs(6)),
+    );
+    let secs = |d: Option<Duration>| d.expect("still open after 6 s").as_secs_f64();
+    // Between requests, a connection is held to the idle timeout (2.5 s), not the header one.
+    assert!((2.0..4.5).contains(&secs(kept_closed)), "{kept_closed:?}");
+    assert!(
+        (2.0..4.5).contains(&secs(silent_closed)),
+        "{silent_closed:?}"
+    );
+    assert!((0.8..2.0).contains(&secs(half_closed)), "{half_closed:?}");
+    // One that trickles its headers is never quiet, and is closed by the header timeout.
     let mut slowloris = TcpStream::connect(app.addr).await.unwrap();
     let started = Instant::now();
     let head = b"GET /healthz HTTP/1.1\r\nx-a: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -260,7 +265,7 @@ async fn idle_and_half_sent_connections_are_closed() {
     let took = started.elapsed();
     assert!(closed, "the slowloris connection was never closed");
     assert!(
-        took >= Duration::from_millis(1_500) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
         "{took:?}"
     );
     let page = app.metrics().await;
@@ -268,13 +273,13 @@ async fn idle_and_half_sent_connections_are_closed() {
         metric(
             &page,
             r#"passerelle_connections_closed_total{reason="idle"}"#
-        ) >= 3.0
+        ) >= 2.0
     );
     assert!(
         metric(
             &page,
             r#"passerelle_connections_closed_total{reason="header_timeout"}"#
-        ) >= 1.0
+        ) >= 2.0
     );
 }
 

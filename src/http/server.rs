@@ -4,9 +4,10 @@
 //! - at most `max_connections` open at once; beyond it, new ones wait in the kernel's queue,
 //!   and connections without a request in progress that have been quiet for a moment are closed
 //!   to make room;
-//! - headers must arrive within `header_read_timeout_ms` (hyper's own timer);
+//! - a request's headers must arrive within `header_read_timeout_ms` of their first byte;
 //! - a connection without a request in progress and without traffic for `idle_timeout_ms` is
-//!   closed (half-sent headers included);
+//!   closed (a new connection that sends nothing, a keep-alive one between requests, half-sent
+//!   headers);
 //! - when `accept` fails for want of file descriptors, the loop closes quiet connections, waits
 //!   a moment and accepts again, logging once per interval rather than once per failure.
 //!
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::Router;
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -55,12 +56,18 @@ impl Limits {
     }
 }
 
-/// What one connection's task and its I/O share: when it last moved a byte, and how many of
-/// its requests are being answered (until their response bodies end).
+/// What one connection's task and its I/O share: when it last moved a byte, how many of its
+/// requests are being answered (until their response bodies end), and since when the headers
+/// of the next one have been arriving.
 struct Activity {
     epoch: Instant,
     last_us: AtomicU64,
     in_flight: AtomicUsize,
+    /// When the first byte came in with no request in progress, in microseconds since
+    /// `epoch` (+1; 0: none); cleared once the headers are in.
+    head_since_us: AtomicU64,
+    /// Wakes the connection's task when headers start, to time them.
+    head_started: Notify,
 }
 
 impl Activity {
@@ -69,12 +76,48 @@ impl Activity {
             epoch: Instant::now(),
             last_us: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            head_since_us: AtomicU64::new(0),
+            head_started: Notify::new(),
         }
     }
 
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn touch(&self) {
-        let us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.last_us.store(us, Ordering::Relaxed);
+        self.last_us.store(self.now_us(), Ordering::Relaxed);
+    }
+
+    /// Bytes came in: with no request in progress, they start the next one's headers.
+    fn received(&self) {
+        let now = self.now_us();
+        self.last_us.store(now, Ordering::Relaxed);
+        if !self.busy()
+            && self
+                .head_since_us
+                .compare_exchange(
+                    0,
+                    now.saturating_add(1),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.head_started.notify_one();
+        }
+    }
+
+    /// How long the headers being received have taken so far.
+    fn head_for(&self) -> Option<Duration> {
+        match self.head_since_us.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(since - 1)),
+            ),
+        }
     }
 
     /// How long since the last byte in or out.
@@ -94,6 +137,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_since_us.store(0, Ordering::Release);
         InFlight(activity.clone())
     }
 }
@@ -120,7 +164,7 @@ impl AsyncRead for Tracked {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.received();
         }
         polled
     }
@@ -308,11 +352,11 @@ impl Connection {
                     })
                 }
             });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout);
+        // No timer for hyper: its header timeout would also run between keep-alive requests;
+        // both timeouts are kept here.
+        let builder = hyper::server::conn::http1::Builder::new();
         let mut conn = pin!(builder.serve_connection(io, service));
+        let header_timeout = self.limits.header_read_timeout;
         let idle = self.limits.idle_timeout;
         let mut stopping = false;
         let closed_by = loop {
@@ -320,21 +364,30 @@ impl Connection {
             let wait = if activity.busy() {
                 idle
             } else {
-                idle.saturating_sub(activity.quiet_for())
+                let to_idle = idle.saturating_sub(activity.quiet_for());
+                match activity.head_for() {
+                    Some(took) => to_idle.min(header_timeout.saturating_sub(took)),
+                    None => to_idle,
+                }
             };
             let idle_check = tokio::time::sleep(wait);
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {
-                        if e.is_timeout() {
-                            break Some(&self.counters.closed_header_timeout);
-                        }
                         tracing::trace!(error = %e, "connection ended with an error");
                     }
                     break None;
                 }
+                // Headers started arriving: the timer is set again, to their deadline.
+                _ = activity.head_started.notified(), if !stopping => {}
                 _ = idle_check, if !stopping => {
-                    if !activity.busy() && activity.quiet_for() >= idle {
+                    if activity.busy() {
+                        continue;
+                    }
+                    if activity.head_for().is_some_and(|took| took >= header_timeout) {
+                        break Some(&self.counters.closed_header_timeout);
+                    }
+                    if activity.quiet_for() >= idle {
                         break Some(&self.counters.closed_idle);
                     }
                 }
