@@ -282,6 +282,7 @@ pub fn write_all(
     mut progress: impl FnMut(usize),
 ) -> Result<ImportReport> {
     crate::storage::write_transaction(conn, |c| {
+        writes::plan_for_bulk(c)?;
         let mut report = ImportReport::default();
         let mut errors = Vec::new();
         let mut partners = HashMap::new();

@@ -1066,6 +1066,18 @@ impl Bulk for domain::Partnership {
     }
 }
 
+/// For a transaction that writes many chunks ([`write_chunk`]), on PostgreSQL: each statement
+/// planned for its own values. The connection's generic plans (`plan_cache_mode`, see
+/// `storage::connection`) were made while the tables were small, and looked ids up by a scan
+/// of the table as it grew: a 45,000-row import took 12 s, against 6.8 s on SQLite.
+pub fn plan_for_bulk(c: &mut AnyConnection) -> Result<()> {
+    use diesel::connection::SimpleConnection;
+    if let AnyConnection::Postgresql(pg) = c {
+        pg.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")?;
+    }
+    Ok(())
+}
+
 /// Writes a chunk of one kind's records inside the caller's transaction, with the outcome each
 /// would have had through `upsert_*` one by one: the chunk must hold no id twice and no record
 /// referencing another of the chunk (then the order within it does not matter). The checks run
