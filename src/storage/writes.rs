@@ -1,5 +1,6 @@
 //! Writes. Every record goes through `upsert_*`: validated, checked against what the writer may
-//! reference, then written with its child rows in one transaction. Writing the same content
+//! reference, then written with its child rows in one transaction. Imports write in chunks
+//! ([`write_chunk`]): the same checks made once per chunk, with the same effects. Writing the same content
 //! again changes nothing (not even `updated_at`), so seeds, imports and retried client writes are
 //! idempotent. A record id owned by another partner is refused.
 
