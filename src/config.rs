@@ -196,6 +196,29 @@ pub struct Config {
     /// without Ed25519). A change rotates the signing key at the next start; tokens signed by
     /// the old key are still accepted, and its key still published, until they expire.
     pub token_signing_algorithm: crate::auth::keys::SigningAlgorithm,
+    // Connections and slow clients (issue 37)
+    /// Most client connections open at once; further ones wait in the kernel's accept queue
+    /// (under pressure, connections without a request in progress are closed first). Keep it
+    /// under the open-file limit (`LimitNOFILE`) less `db_max_connections` and about 64.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, in milliseconds, from their
+    /// first byte (a connection that sends nothing at all is idle: `idle_timeout_ms`).
+    pub header_read_timeout_ms: u64,
+    /// How long a connection without a request in progress and without traffic stays open
+    /// (keep-alive idle timeout), in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// How long a request body (every route but `POST /import`) may take to arrive in full, in
+    /// milliseconds, within `request_timeout_secs`. It is read before the request takes a slot.
+    pub body_read_timeout_ms: u64,
+    /// Slowest a request body may arrive once `body_min_rate_grace_ms` has passed, in bytes per
+    /// second on average (as Kestrel's `MinRequestBodyDataRate`); 0 turns it off. Past it: 408
+    /// `BODY_TIMEOUT`. `POST /import` is held to it too.
+    pub body_min_bytes_per_sec: u64,
+    /// How long a body may take before `body_min_bytes_per_sec` applies, in milliseconds.
+    pub body_min_rate_grace_ms: u64,
+    /// Once requests found the database unreachable, how often a background probe tries it;
+    /// meanwhile requests needing it are answered 503 `SERVICE_UNAVAILABLE` at once.
+    pub db_probe_interval_ms: u64,
     pub rate_limit: RateLimitConfig,
     /// Pull connectors, one per partner source (`[[connectors]]` tables in the TOML file).
     pub connectors: Vec<ConnectorConfig>,
@@ -410,6 +433,14 @@ impl Default for Config {
             // Public address and signing (issue 33)
             public_url: None,
             token_signing_algorithm: Default::default(),
+            // Connections and slow clients (issue 37)
+            max_connections: 512,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            body_read_timeout_ms: 10_000,
+            body_min_bytes_per_sec: 1024,
+            body_min_rate_grace_ms: 3_000,
+            db_probe_interval_ms: 1_000,
             rate_limit: RateLimitConfig::default(),
             connectors: Vec::new(),
             token_issuer: String::new(),
@@ -571,6 +602,15 @@ impl Config {
         if self.max_concurrent_requests == 0 {
             return bad("max_concurrent_requests must be positive".into());
         }
+        // Connections and slow clients (issue 37)
+        if self.max_connections == 0
+            || self.header_read_timeout_ms == 0
+            || self.idle_timeout_ms == 0
+            || self.body_read_timeout_ms == 0
+            || self.db_probe_interval_ms == 0
+        {
+            return bad("max_connections, header_read_timeout_ms, idle_timeout_ms, body_read_timeout_ms and db_probe_interval_ms must be positive".into());
+        }
         if self.audit_group_wait_us > MAX_AUDIT_GROUP_WAIT_US {
             return bad(format!(
                 "audit_group_wait_us must be at most {MAX_AUDIT_GROUP_WAIT_US} (every audited answer may wait this long)"
@@ -706,6 +746,7 @@ impl Config {
         PoolOptions {
             max_connections: self.db_max_connections,
             connect_timeout: Duration::from_secs(self.db_connect_timeout_secs.max(1)),
+            probe_interval: Duration::from_millis(self.db_probe_interval_ms.max(1)),
         }
     }
 }

@@ -71,6 +71,15 @@ pub enum Error {
     SigningKeyUnreadable(String),
     /// A request body larger than its endpoint accepts (e.g. `import_max_bytes`).
     PayloadTooLarge(String),
+    /// The request body did not arrive in time (`body_read_timeout_ms`, or slower than
+    /// `body_min_bytes_per_sec`).
+    BodyTimeout,
+    /// The database is known to be unreachable (a probe closes the circuit once it answers).
+    DatabaseDown {
+        retry_after_secs: u64,
+    },
+    /// The database's disk (or SQLite's file size limit) is full: nothing can be written.
+    StorageFull,
     /// Anything the client cannot act on; the detail is logged, never sent.
     Internal(anyhow::Error),
 }
@@ -121,6 +130,8 @@ impl Error {
             Error::NotAcceptable(_) => "NOT_ACCEPTABLE",
             Error::SigningKeyUnreadable(_) => "SIGNING_KEY_UNREADABLE",
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Error::BodyTimeout => "BODY_TIMEOUT",
+            Error::DatabaseDown { .. } | Error::StorageFull => "SERVICE_UNAVAILABLE",
             Error::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -154,6 +165,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::DatabaseDown { .. } | Error::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
             Error::SigningKeyUnreadable(_) | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -178,6 +191,9 @@ impl Error {
                 | Error::PayloadTooLarge(_)
                 | Error::Unavailable(_)
                 | Error::SigningKeyUnreadable(_)
+                | Error::BodyTimeout
+                | Error::DatabaseDown { .. }
+                | Error::StorageFull
                 | Error::Internal(_)
         )
     }
@@ -186,7 +202,9 @@ impl Error {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Error::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            Error::Overloaded => Some(1),
+            Error::Overloaded | Error::Unavailable(_) => Some(1),
+            Error::DatabaseDown { retry_after_secs } => Some(*retry_after_secs),
+            Error::StorageFull => Some(30),
             _ => None,
         }
     }
@@ -231,6 +249,16 @@ impl Error {
             Error::SigningKeyUnreadable(kid) => format!(
                 "the token signing key {kid} cannot be decrypted: key_encryption_key is missing or is not the key it was encrypted with"
             ),
+            Error::BodyTimeout => {
+                "the request body did not arrive in time; send it again, faster".into()
+            }
+            Error::DatabaseDown { retry_after_secs } => format!(
+                "the database is not reachable; retry in {retry_after_secs} s"
+            ),
+            Error::StorageFull => {
+                "the database cannot store anything more now (its disk is full); try again later"
+                    .into()
+            }
             Error::Internal(_) => "internal server error".into(),
         }
     }
@@ -253,9 +281,24 @@ impl From<diesel::result::Error> for Error {
                 tracing::warn!(error = %e, "the database closed a connection");
                 Error::Unavailable("the database connection was lost; try again shortly".into())
             }
+            // SQLITE_FULL, or PostgreSQL's disk_full (53100): not ours to fix, and retryable.
+            Diesel::DatabaseError(_, ref info) if is_disk_full(info.message()) => {
+                tracing::warn!(error = %e, "the database's disk is full");
+                Error::StorageFull
+            }
             e => Error::internal(e),
         }
     }
+}
+
+fn is_disk_full(message: &str) -> bool {
+    [
+        "database or disk is full",
+        "No space left on device",
+        "could not extend file",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl From<diesel::r2d2::PoolError> for Error {

@@ -52,7 +52,8 @@ impl OAuthError {
 impl From<Error> for OAuthError {
     fn from(e: Error) -> Self {
         let status = e.status();
-        OAuthError::new(
+        let retry_after = e.retry_after_secs();
+        let mut error = OAuthError::new(
             status,
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 "temporarily_unavailable"
@@ -60,7 +61,9 @@ impl From<Error> for OAuthError {
                 "server_error"
             },
             e.message(),
-        )
+        );
+        error.retry_after = retry_after;
+        error
     }
 }
 

@@ -20,6 +20,10 @@
 //! queries only, as it sheds every request that takes longer than it to serve.
 //!
 //! A streamed export holds its slot until the response starts, not while it streams.
+//!
+//! A request reaches admission once its body has been read ([`super::body`]): a slow client
+//! holds no slot. While the database is known to be down ([`crate::storage::Store::down`]),
+//! requests are answered 503 `SERVICE_UNAVAILABLE` with `Retry-After` before taking a slot.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,6 +79,8 @@ pub struct Admission {
     window_admitted: Arc<AtomicU64>,
     window_start_us: Arc<AtomicU64>,
     admitted_per_window: Arc<AtomicU64>,
+    /// Refusals and connections, for `/metrics`.
+    counters: Arc<crate::metrics::Resilience>,
 }
 
 /// One place in the queue, given back however the wait ends (the client may go away too).
@@ -102,7 +108,20 @@ impl Admission {
             window_admitted: Arc::default(),
             window_start_us: Arc::default(),
             admitted_per_window: Arc::default(),
+            counters: Arc::default(),
         }
+    }
+
+    /// Refused requests and connections closed for clients (issue 37), for `/metrics`.
+    pub fn counters(&self) -> &Arc<crate::metrics::Resilience> {
+        &self.counters
+    }
+
+    /// The refusal of a request that needs the database while it is known to be down.
+    fn database_down(&self, app: &App) -> Option<Error> {
+        let e = app.store.down()?;
+        self.counters.refused(crate::metrics::Refusal::DatabaseDown);
+        Some(e)
     }
 
     /// Counts an admission in the current window, and closes the window once `standing_after`
@@ -218,6 +237,9 @@ impl Admission {
 /// and the whole request ([`crate::metrics::Stages`]).
 pub async fn graphql(State(app): State<App>, request: Request, next: Next) -> Response {
     let arrived = std::time::Instant::now();
+    if let Some(e) = app.admission.database_down(&app) {
+        return error_response(&e, negotiate(request.headers()).unwrap_or(Format::Json));
+    }
     let entered = app.admission.enter().await;
     let stages = app.store.stages();
     stages.admission.observe(arrived.elapsed());
@@ -231,6 +253,9 @@ pub async fn graphql(State(app): State<App>, request: Request, next: Next) -> Re
 
 /// For the other heavy routes (`/import`, `/export`, the OAuth endpoints).
 pub async fn plain(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(e) = app.admission.database_down(&app) {
+        return e.into_response();
+    }
     match app.admission.enter().await {
         Ok(_slot) => next.run(request).await,
         Err(e) => e.into_response(),

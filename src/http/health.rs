@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
@@ -14,15 +14,26 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers, every migration is applied and the audit log's writer runs.
-pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
+/// The database answers, every migration is applied, the audit log's writer runs, and no write
+/// failed on a full disk lately. While the database is known to be down (the circuit of
+/// `storage::circuit`), answered at once without asking it.
+pub async fn readyz(State(app): State<App>) -> Response {
     if !app.audit.is_running() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "reason": "audit writer stopped" })),
-        );
+        return not_ready("audit writer stopped").into_response();
     }
-    match app.store.is_ready().await {
+    if let Some(down) = app.store.down() {
+        let mut response = not_ready("database unreachable").into_response();
+        if let Some(secs) = down.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.into());
+        }
+        return response;
+    }
+    if app.store.storage_full() {
+        return not_ready("storage full").into_response();
+    }
+    let answer = match app.store.is_ready().await {
         Ok(true) => (
             StatusCode::OK,
             Json(json!({ "status": "ready", "backend": app.store.backend().to_string() })),
@@ -35,7 +46,15 @@ pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "not ready", "reason": e.code() })),
         ),
-    }
+    };
+    answer.into_response()
+}
+
+fn not_ready(reason: &str) -> (StatusCode, Json<serde_json::Value>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "not ready", "reason": reason })),
+    )
 }
 
 /// Prometheus text exposition.
@@ -55,12 +74,17 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
          passerelle_requests_shed_total {}\n\
          # HELP passerelle_document_cache_misses_total GraphQL documents parsed and checked rather than taken from the document cache.\n\
          # TYPE passerelle_document_cache_misses_total counter\n\
-         passerelle_document_cache_misses_total {}\n{}{}",
+         passerelle_document_cache_misses_total {}\n\
+         # HELP passerelle_database_up Whether the database is reachable (0 while known to be down).\n\
+         # TYPE passerelle_database_up gauge\n\
+         passerelle_database_up {}\n{}{}{}",
         app.store.statements().get(),
         app.admission.in_flight(),
         app.admission.queued(),
         app.admission.shed(),
         app.documents.misses(),
+        u8::from(app.store.down().is_none()),
+        app.admission.counters().render(app.admission.shed()),
         app.sync_stats.render(),
         app.store.stages().render()
     );

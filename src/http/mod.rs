@@ -2,6 +2,7 @@
 
 pub mod admission;
 mod apq;
+pub mod body;
 pub mod cache;
 mod cors;
 pub mod documents;
@@ -15,6 +16,7 @@ pub(crate) mod limits;
 mod negotiate;
 mod order;
 pub mod rate_limit;
+pub mod server;
 pub mod viewer;
 
 use std::future::Future;
@@ -79,6 +81,11 @@ pub fn router(app: App) -> Router {
             get(oauth::openid_configuration),
         )
         .layer(DefaultBodyLimit::max(body_limit))
+        // Bodies are read in full, bounded in time, before admission control (issue 37).
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            body::read_first,
+        ))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::map_response(too_large_with_code))
         .layer(TimeoutLayer::with_status_code(service_unavailable, timeout));
@@ -87,23 +94,58 @@ pub fn router(app: App) -> Router {
     let import = Router::new()
         .route("/import", post(ingest::import_handler).layer(admit_plain()))
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            body::paced,
+        ))
         .layer(TimeoutLayer::with_status_code(
             service_unavailable,
             import_timeout,
         ));
+    let counters = app.admission.counters().clone();
     api.merge(import)
         .fallback(health::not_found)
         .with_state(app)
         .layer(CatchPanicLayer::custom(graphql::panic_response))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_failure(move |failure, latency: Duration, _: &tracing::Span| {
+                    refused_or_failed(&counters, failure, latency)
+                }),
         )
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A 503 (shed, timed out, database down) is expected under load or during an outage: counted,
+/// and logged once per interval with how many there were. Other failures are logged each.
+fn refused_or_failed(
+    counters: &crate::metrics::Resilience,
+    failure: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+) {
+    use tower_http::classify::ServerErrorsFailureClass::StatusCode as Status;
+    match failure {
+        Status(status) if status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            counters
+                .unavailable
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(n) = counters.unavailable_log.tick() {
+                tracing::info!(
+                    refused = n,
+                    "requests answered 503 since the last such line (see /metrics)"
+                );
+            }
+        }
+        failure => {
+            tracing::error!(classification = %failure, latency = ?latency, "response failed")
+        }
+    }
 }
 
 /// The body limit's own 413 is plain text: answer it with our error body and stable code.
@@ -149,7 +191,15 @@ pub async fn serve_app(
     let sessions = app.sessions.watch();
     // Cached answers are used only while this watch reads the feed of data changes.
     let changes = app.response_cache.watch().await;
-    let served = serve_router(router, grace, listener, shutdown).await;
+    let served = serve_router(
+        router,
+        grace,
+        server::Limits::from_config(&app.config),
+        app.admission.counters().clone(),
+        listener,
+        shutdown,
+    )
+    .await;
     for watch in [sessions, changes].into_iter().flatten() {
         watch.abort();
     }
@@ -163,23 +213,24 @@ pub async fn serve_app(
 }
 
 /// Serves `router` (the app's, possibly wrapped in more layers) until `shutdown` resolves, then
-/// lets in-flight requests finish for up to `grace`.
+/// lets in-flight requests finish for up to `grace`. Connections are bounded by `limits`
+/// ([`server`]); `counters` count what they cost.
 pub async fn serve_router(
     router: Router,
     grace: Duration,
+    limits: server::Limits,
+    counters: std::sync::Arc<crate::metrics::Resilience>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!("shutting down: finishing in-flight requests");
         let _ = stopping_tx.send(());
     };
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
-    let server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    let server = server::serve(router, listener, limits, counters, signal);
     tokio::select! {
-        result = server => result,
+        () = server => Ok(()),
         _ = async {
             let _ = stopping_rx.await;
             tokio::time::sleep(grace).await;

@@ -271,6 +271,9 @@ pub fn order(rows: Vec<Row>) -> Vec<Row> {
 
 /// Writes checked rows in one transaction: all of them, or (on any problem) none. Problems the
 /// write path finds (unknown references, another partner's id) are all reported, with their line.
+/// Rows are written in chunks of one kind ([`writes::write_chunk`]: the per-row checks and
+/// inserts made once per chunk, with the same effects), which made a PostgreSQL import several
+/// times faster than one round trip per statement per row.
 pub fn write_all(
     conn: &mut AnyConnection,
     writer: &RowFilter,
@@ -279,24 +282,66 @@ pub fn write_all(
     mut progress: impl FnMut(usize),
 ) -> Result<ImportReport> {
     crate::storage::write_transaction(conn, |c| {
+        writes::plan_for_bulk(c)?;
         let mut report = ImportReport::default();
         let mut errors = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            let written = match &row.record {
-                DomainRecord::Actor(r) => writes::upsert_actor(c, writer, r, now),
-                DomainRecord::Action(r) => writes::upsert_action(c, writer, r, now),
-                DomainRecord::Outcome(r) => writes::upsert_outcome(c, writer, r, now),
-                DomainRecord::Partnership(r) => writes::upsert_partnership(c, writer, r, now),
-            };
-            match written {
-                Ok(effect) => report.count(row.record.kind(), effect),
-                Err(Error::Invalid(fields)) => {
-                    errors.extend(fields.into_iter().map(|f| at(row.line, f)))
+        let mut partners = HashMap::new();
+        let mut done = 0;
+        for chunk in chunks(rows) {
+            let effects = match &chunk[0].record {
+                DomainRecord::Actor(_) => {
+                    let records: Vec<_> = chunk
+                        .iter()
+                        .filter_map(|r| match &r.record {
+                            DomainRecord::Actor(a) => Some(a),
+                            _ => None,
+                        })
+                        .collect();
+                    writes::write_chunk(c, writer, &records, now, &mut partners)?
                 }
-                Err(Error::Forbidden(m)) => errors.push(at(row.line, FieldError::new("id", m))),
-                Err(other) => return Err(other),
+                DomainRecord::Action(_) => {
+                    let records: Vec<_> = chunk
+                        .iter()
+                        .filter_map(|r| match &r.record {
+                            DomainRecord::Action(a) => Some(a),
+                            _ => None,
+                        })
+                        .collect();
+                    writes::write_chunk(c, writer, &records, now, &mut partners)?
+                }
+                DomainRecord::Outcome(_) => {
+                    let records: Vec<_> = chunk
+                        .iter()
+                        .filter_map(|r| match &r.record {
+                            DomainRecord::Outcome(o) => Some(o),
+                            _ => None,
+                        })
+                        .collect();
+                    writes::write_chunk(c, writer, &records, now, &mut partners)?
+                }
+                DomainRecord::Partnership(_) => {
+                    let records: Vec<_> = chunk
+                        .iter()
+                        .filter_map(|r| match &r.record {
+                            DomainRecord::Partnership(p) => Some(p),
+                            _ => None,
+                        })
+                        .collect();
+                    writes::write_chunk(c, writer, &records, now, &mut partners)?
+                }
+            };
+            for (row, written) in chunk.iter().zip(effects) {
+                match written {
+                    Ok(effect) => report.count(row.record.kind(), effect),
+                    Err(Error::Invalid(fields)) => {
+                        errors.extend(fields.into_iter().map(|f| at(row.line, f)))
+                    }
+                    Err(Error::Forbidden(m)) => errors.push(at(row.line, FieldError::new("id", m))),
+                    Err(other) => return Err(other),
+                }
             }
-            progress(i + 1);
+            done += chunk.len();
+            progress(done);
         }
         if errors.is_empty() {
             Ok(report)
@@ -305,6 +350,34 @@ pub fn write_all(
             Err(Error::Invalid(errors))
         }
     })
+}
+
+/// Rows per chunk written at once.
+const CHUNK_ROWS: usize = 400;
+
+/// Consecutive rows of one kind, cut so that no chunk holds an id twice or a row whose parent
+/// is in it (rows come parents first: [`order`]).
+fn chunks(rows: &[Row]) -> Vec<&[Row]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut ids: HashSet<&str> = HashSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cut = i > start
+            && (row.record.rank() != rows[start].record.rank()
+                || i - start >= CHUNK_ROWS
+                || ids.contains(row.record.id())
+                || row.record.parent().is_some_and(|p| ids.contains(p)));
+        if cut {
+            out.push(&rows[start..i]);
+            start = i;
+            ids.clear();
+        }
+        ids.insert(row.record.id());
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
 }
 
 /// Checks then writes a whole file, all-or-nothing: the one path of `passerelle import` and

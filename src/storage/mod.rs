@@ -8,6 +8,7 @@
 //! `migrations/<backend>/` and are embedded in the binary.
 
 pub mod changes;
+mod circuit;
 mod connection;
 pub mod partners;
 pub mod persisted;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
+use diesel::r2d2::{ManageConnection, Pool};
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -121,6 +122,8 @@ pub struct Store {
     url: DatabaseUrl,
     /// Tags this store's PostgreSQL connections ([`changes`]).
     writer: Arc<str>,
+    /// Whether the database is known to be down, or its disk full ([`circuit`]).
+    circuit: Arc<circuit::Circuit>,
 }
 
 /// A background task's connection of its own, outside the pool ([`Store::side_connection`] or
@@ -156,8 +159,10 @@ impl OwnConnection {
             None => (self.open)(&self.store)?,
         };
         let result = f(&mut conn);
-        if result.is_ok() {
-            self.conn = Some(conn);
+        match &result {
+            Ok(_) => self.conn = Some(conn),
+            Err(Error::StorageFull) => self.store.circuit.note_full(),
+            Err(_) => {}
         }
         result
     }
@@ -240,6 +245,8 @@ where
 pub struct PoolOptions {
     pub max_connections: u32,
     pub connect_timeout: Duration,
+    /// How often a probe tries the database once it is known to be down ([`circuit`]).
+    pub probe_interval: Duration,
 }
 
 impl Store {
@@ -283,6 +290,7 @@ impl Store {
             slot_wait: options.connect_timeout,
             url: url.clone(),
             writer,
+            circuit: Arc::new(circuit::Circuit::new(options.probe_interval)),
         })
     }
 
@@ -343,8 +351,35 @@ impl Store {
         &self.writes
     }
 
-    fn conn(&self) -> Result<PooledConnection<Manager>> {
-        Ok(self.pool.get()?)
+    /// `Some` while the database is known to be down: the error to answer requests with.
+    pub fn down(&self) -> Option<Error> {
+        self.circuit.refusal()
+    }
+
+    /// Whether a write failed on a full disk lately ([`circuit::FULL_HOLD`]).
+    pub fn storage_full(&self) -> bool {
+        self.circuit.full_recently()
+    }
+
+    /// Opens the circuit, and starts the probe that closes it once a connection opens again.
+    fn trip(&self) {
+        if !self.circuit.trip() {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(store.circuit.probe_interval()).await;
+                let s = store.clone();
+                let connected = tokio::task::spawn_blocking(move || s.side_connection().is_ok())
+                    .await
+                    .unwrap_or(false);
+                if connected {
+                    store.circuit.close();
+                    return;
+                }
+            }
+        });
     }
 
     /// Runs blocking database work on tokio's blocking pool.
@@ -354,6 +389,9 @@ impl Store {
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
         let asked = Instant::now();
+        if let Some(down) = self.circuit.refusal() {
+            return Err(down);
+        }
         let slot = tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned()).await;
         let got_slot = Instant::now();
         self.stages.database_slot.observe(got_slot - asked);
@@ -364,15 +402,36 @@ impl Store {
             })?
             .map_err(Error::internal)?;
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let started = Instant::now();
             store.stages.blocking_thread.observe(started - got_slot);
-            let result = store.conn().and_then(|mut conn| f(&mut conn));
+            // A connection could not be had within the connect timeout: the database is down.
+            let result: std::result::Result<T, Option<Error>> = match store.pool.get() {
+                Ok(mut conn) => f(&mut conn).map_err(Some),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no database connection within the connect timeout");
+                    Err(None)
+                }
+            };
             store.stages.database_work.observe(started.elapsed());
             result
         })
-        .await?
+        .await?;
+        match result {
+            Ok(value) => Ok(value),
+            Err(Some(Error::StorageFull)) => {
+                self.circuit.note_full();
+                Err(Error::StorageFull)
+            }
+            Err(Some(e)) => Err(e),
+            Err(None) => {
+                self.trip();
+                Err(self.circuit.refusal().unwrap_or_else(|| {
+                    Error::Unavailable("the database is not reachable; try again shortly".into())
+                }))
+            }
+        }
     }
 
     /// Applies pending migrations; returns how many ran.
@@ -399,6 +458,9 @@ impl Store {
 
     /// True when the database answers and no migration is pending (for `/readyz`).
     pub async fn is_ready(&self) -> Result<bool> {
+        if let Some(down) = self.circuit.refusal() {
+            return Err(down);
+        }
         self.run(|conn| {
             let pending = match conn {
                 AnyConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
