@@ -29,9 +29,10 @@ fn provenance() -> Provenance {
 }
 
 /// A programme of `owner` with no themes, places or parent.
+/// An action of `owner`, whose id is `id` in the owner's namespace.
 fn action(owner: &str, id: &str, title: &str, visibility: Visibility) -> Action {
     Action {
-        id: id.into(),
+        id: format!("{owner}-{id}"),
         owner: owner.into(),
         kind: ActionKind::Programme,
         title: title.into(),
@@ -364,7 +365,7 @@ async fn figures_count_once_per_theme_and_place_and_under_the_programme_one_may_
                 "Caravan district days",
                 Visibility::Public,
             );
-            sub.parent_action_id = Some("nested-p".into());
+            sub.parent_action_id = Some("caravan-nested-p".into());
             sub.themes = vec!["health".into(), "housing".into()];
             sub.places = vec![place("Grenoble", Some("38185")), place("Échirolles", None)];
             write_figures(c, &sub, 12, 1.0, NESTED_UNIT, Visibility::Public)?;
@@ -383,7 +384,7 @@ async fn figures_count_once_per_theme_and_place_and_under_the_programme_one_may_
                 "Open workshops",
                 Visibility::Public,
             );
-            open.parent_action_id = Some("nested-q".into());
+            open.parent_action_id = Some("collective-nested-q".into());
             open.themes = vec!["housing".into()];
             write_figures(c, &open, 15, 2.0, NESTED_UNIT, Visibility::Public)?;
             // No themes, no places, no parent.

@@ -70,7 +70,7 @@ async fn shows(app: &TestApp, token: &str) -> bool {
         .as_array()
         .unwrap()
         .iter()
-        .any(|n| n["localId"] == "shared-later")
+        .any(|n| n["localId"] == "anvita-shared-later")
 }
 
 /// The session is read once per token, not once per request; with `session_recheck_ms = 0`,
@@ -135,7 +135,8 @@ async fn a_sharing_change_reaches_every_replica(app: TestApp) {
     app.app
         .store
         .run(|c| {
-            let action = common::records::action("shared-later", "anvita", Visibility::Partners);
+            let action =
+                common::records::action("anvita-shared-later", "anvita", Visibility::Partners);
             passerelle::storage::writes::upsert_action(
                 c,
                 &common::records::writer("anvita"),

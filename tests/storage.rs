@@ -60,13 +60,13 @@ async fn a_failed_write_leaves_nothing_behind(app: TestApp) {
             writes::upsert_actor(
                 c,
                 &writer("p1"),
-                &actor("a1", "p1", Visibility::Public),
+                &actor("p1-a1", "p1", Visibility::Public),
                 "t",
             )?;
             writes::upsert_action(
                 c,
                 &writer("p1"),
-                &action("x1", "p1", Visibility::Public),
+                &action("p1-x1", "p1", Visibility::Public),
                 "t",
             )?;
             // The second member does not exist: the whole partnership is refused.
@@ -74,10 +74,10 @@ async fn a_failed_write_leaves_nothing_behind(app: TestApp) {
                 c,
                 &writer("p1"),
                 &partnership(
-                    "ps1",
+                    "p1-ps1",
                     "p1",
-                    Some("x1"),
-                    &["a1", "ghost"],
+                    Some("p1-x1"),
+                    &["p1-a1", "p1-ghost"],
                     Visibility::Public,
                 ),
                 "t",
@@ -100,7 +100,7 @@ async fn a_failed_write_leaves_nothing_behind(app: TestApp) {
 
 async fn retried_writes_change_nothing_and_updates_keep_their_history(app: TestApp) {
     setup_partners(&app, &["p1"]).await;
-    let first = action("x1", "p1", Visibility::Public);
+    let first = action("p1-x1", "p1", Visibility::Public);
     let again = first.clone();
     let effects = app
         .app
@@ -115,7 +115,7 @@ async fn retried_writes_change_nothing_and_updates_keep_their_history(app: TestA
         .map_err(|e| e.message())
         .unwrap();
     assert_eq!(effects, (WriteEffect::Created, WriteEffect::Unchanged));
-    let mut changed = action("x1", "p1", Visibility::Public);
+    let mut changed = action("p1-x1", "p1", Visibility::Public);
     changed.title = "Renamed".into();
     changed.themes = vec!["other".into()];
     let effect = app
@@ -148,19 +148,34 @@ async fn a_partner_cannot_overwrite_another_partners_record(app: TestApp) {
             writes::upsert_action(
                 c,
                 &writer("p1"),
-                &action("x1", "p1", Visibility::Private),
+                &action("p1-x1", "p1", Visibility::Private),
                 "t",
             )?;
             writes::upsert_action(
                 c,
                 &writer("p2"),
-                &action("x1", "p2", Visibility::Public),
+                &action("p1-x1", "p2", Visibility::Public),
                 "t",
             )
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "FORBIDDEN");
+    // Outside p2's namespace, the same answer whether the record exists or not.
+    assert_eq!(err.code(), "BAD_USER_INPUT");
+    let unwritten = app
+        .app
+        .store
+        .run(|c| {
+            writes::upsert_action(
+                c,
+                &writer("p2"),
+                &action("p1-never", "p2", Visibility::Public),
+                "t",
+            )
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unwritten.message(), err.message());
     // Nor reference a record it may not see.
     let err = app
         .app
@@ -169,7 +184,7 @@ async fn a_partner_cannot_overwrite_another_partners_record(app: TestApp) {
             writes::upsert_outcome(
                 c,
                 &writer("p2"),
-                &outcome("o1", "p2", "x1", Visibility::Public),
+                &outcome("p2-o1", "p2", "p1-x1", Visibility::Public),
                 "t",
             )
         })
@@ -185,45 +200,50 @@ async fn mixed_visibility(app: &TestApp) {
         .store
         .run(|c| {
             let w = writer("p1");
-            writes::upsert_actor(c, &w, &actor("a-public", "p1", Visibility::Public), "t")?;
-            writes::upsert_actor(c, &w, &actor("a-private", "p1", Visibility::Private), "t")?;
-            writes::upsert_action(c, &w, &action("x-public", "p1", Visibility::Public), "t")?;
+            writes::upsert_actor(c, &w, &actor("p1-a-public", "p1", Visibility::Public), "t")?;
+            writes::upsert_actor(
+                c,
+                &w,
+                &actor("p1-a-private", "p1", Visibility::Private),
+                "t",
+            )?;
+            writes::upsert_action(c, &w, &action("p1-x-public", "p1", Visibility::Public), "t")?;
             writes::upsert_action(
                 c,
                 &w,
-                &action("x-partners", "p1", Visibility::Partners),
+                &action("p1-x-partners", "p1", Visibility::Partners),
                 "t",
             )?;
-            let mut child = action("x-private-child", "p1", Visibility::Private);
-            child.parent_action_id = Some("x-public".into());
+            let mut child = action("p1-x-private-child", "p1", Visibility::Private);
+            child.parent_action_id = Some("p1-x-public".into());
             writes::upsert_action(c, &w, &child, "t")?;
             writes::upsert_outcome(
                 c,
                 &w,
-                &outcome("o-public", "p1", "x-public", Visibility::Public),
+                &outcome("p1-o-public", "p1", "p1-x-public", Visibility::Public),
                 "t",
             )?;
             writes::upsert_outcome(
                 c,
                 &w,
-                &outcome("o-private", "p1", "x-public", Visibility::Private),
+                &outcome("p1-o-private", "p1", "p1-x-public", Visibility::Private),
                 "t",
             )?;
             // A public outcome of a hidden action is hidden with its action.
             writes::upsert_outcome(
                 c,
                 &w,
-                &outcome("o-orphan", "p1", "x-partners", Visibility::Public),
+                &outcome("p1-o-orphan", "p1", "p1-x-partners", Visibility::Public),
                 "t",
             )?;
             writes::upsert_partnership(
                 c,
                 &w,
                 &partnership(
-                    "ps-public",
+                    "p1-ps-public",
                     "p1",
-                    Some("x-public"),
-                    &["a-public", "a-private"],
+                    Some("p1-x-public"),
+                    &["p1-a-public", "p1-a-private"],
                     Visibility::Public,
                 ),
                 "t",
@@ -232,10 +252,10 @@ async fn mixed_visibility(app: &TestApp) {
                 c,
                 &w,
                 &partnership(
-                    "ps-private",
+                    "p1-ps-private",
                     "p1",
-                    Some("x-public"),
-                    &["a-public"],
+                    Some("p1-x-public"),
+                    &["p1-a-public"],
                     Visibility::Private,
                 ),
                 "t",
@@ -267,10 +287,10 @@ async fn anonymous_callers_reach_public_rows_only_on_every_path(app: TestApp) {
             json!({}),
         )
         .await;
-    assert_eq!(local_ids(&lists["actors"]["nodes"]), ["a-public"]);
-    assert_eq!(local_ids(&lists["actions"]["nodes"]), ["x-public"]);
-    assert_eq!(local_ids(&lists["outcomes"]["nodes"]), ["o-public"]);
-    assert_eq!(local_ids(&lists["partnerships"]["nodes"]), ["ps-public"]);
+    assert_eq!(local_ids(&lists["actors"]["nodes"]), ["p1-a-public"]);
+    assert_eq!(local_ids(&lists["actions"]["nodes"]), ["p1-x-public"]);
+    assert_eq!(local_ids(&lists["outcomes"]["nodes"]), ["p1-o-public"]);
+    assert_eq!(local_ids(&lists["partnerships"]["nodes"]), ["p1-ps-public"]);
     for kind in ["actors", "actions", "outcomes", "partnerships"] {
         assert_eq!(lists[kind]["totalCount"], 1, "{kind}");
     }
@@ -285,20 +305,20 @@ async fn anonymous_callers_reach_public_rows_only_on_every_path(app: TestApp) {
         )
         .await;
     let x = &nested["actions"]["nodes"][0];
-    assert_eq!(local_ids(&x["outcomes"]), ["o-public"]);
+    assert_eq!(local_ids(&x["outcomes"]), ["p1-o-public"]);
     assert_eq!(local_ids(&x["subActions"]), Vec::<String>::new());
-    assert_eq!(local_ids(&x["partnerships"]), ["ps-public"]);
+    assert_eq!(local_ids(&x["partnerships"]), ["p1-ps-public"]);
     assert_eq!(
         x["partnerships"][0]["members"],
-        json!([{ "actor": { "localId": "a-public" } }])
+        json!([{ "actor": { "localId": "p1-a-public" } }])
     );
     assert_eq!(
         x["partners"],
-        json!([{ "actor": { "localId": "a-public" } }])
+        json!([{ "actor": { "localId": "p1-a-public" } }])
     );
     assert_eq!(
         local_ids(&nested["actors"]["nodes"][0]["partnerships"]),
-        ["ps-public"]
+        ["p1-ps-public"]
     );
 
     // node(id:) and typed lookups of hidden rows are null, exactly as for rows that do not exist.
@@ -307,12 +327,12 @@ async fn anonymous_callers_reach_public_rows_only_on_every_path(app: TestApp) {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
     };
     for (kind, id) in [
-        ("Actor", "a-private"),
-        ("Action", "x-partners"),
-        ("Action", "x-private-child"),
-        ("Outcome", "o-private"),
-        ("Outcome", "o-orphan"),
-        ("Partnership", "ps-private"),
+        ("Actor", "p1-a-private"),
+        ("Action", "p1-x-partners"),
+        ("Action", "p1-x-private-child"),
+        ("Outcome", "p1-o-private"),
+        ("Outcome", "p1-o-orphan"),
+        ("Partnership", "p1-ps-private"),
     ] {
         let data = app
             .data(
@@ -325,7 +345,7 @@ async fn anonymous_callers_reach_public_rows_only_on_every_path(app: TestApp) {
     let typed = app
         .data(
             "query($id: ID!) { action(id: $id) { id } }",
-            json!({ "id": gid("Action", "x-partners") }),
+            json!({ "id": gid("Action", "p1-x-partners") }),
         )
         .await;
     assert_eq!(typed["action"], Value::Null);
@@ -419,16 +439,20 @@ async fn partnerships_come_whole_with_their_members_in_order(app: TestApp) {
         .store
         .run(|c| {
             let w = writer("p1");
-            for a in ["a1", "a2", "a3"] {
+            for a in ["p1-a1", "p1-a2", "p1-a3"] {
                 writes::upsert_actor(c, &w, &actor(a, "p1", Visibility::Public), "t")?;
             }
-            writes::upsert_action(c, &w, &action("x1", "p1", Visibility::Public), "t")?;
+            writes::upsert_action(c, &w, &action("p1-x1", "p1", Visibility::Public), "t")?;
             for (id, members, visibility) in [
-                ("ps-b", &["a3", "a1", "a2"][..], Visibility::Public),
-                ("ps-a", &["a2"][..], Visibility::Public),
-                ("ps-c", &["a1"][..], Visibility::Private),
+                (
+                    "p1-ps-b",
+                    &["p1-a3", "p1-a1", "p1-a2"][..],
+                    Visibility::Public,
+                ),
+                ("p1-ps-a", &["p1-a2"][..], Visibility::Public),
+                ("p1-ps-c", &["p1-a1"][..], Visibility::Private),
             ] {
-                let p = partnership(id, "p1", Some("x1"), members, visibility);
+                let p = partnership(id, "p1", Some("p1-x1"), members, visibility);
                 writes::upsert_partnership(c, &w, &p, "t")?;
             }
             Ok(())
@@ -450,8 +474,8 @@ async fn partnerships_come_whole_with_their_members_in_order(app: TestApp) {
                 .collect(),
         )
     };
-    let ps_a = json!({ "localId": "ps-a", "members": members(&["a2"]) });
-    let ps_b = json!({ "localId": "ps-b", "members": members(&["a3", "a1", "a2"]) });
+    let ps_a = json!({ "localId": "p1-ps-a", "members": members(&["p1-a2"]) });
+    let ps_b = json!({ "localId": "p1-ps-b", "members": members(&["p1-a3", "p1-a1", "p1-a2"]) });
     // Sorted by name: "Partnership ps-a", then "Partnership ps-b".
     assert_eq!(
         data["actions"]["nodes"][0]["partnerships"],
@@ -466,9 +490,9 @@ async fn partnerships_come_whole_with_their_members_in_order(app: TestApp) {
     assert_eq!(
         by_actor,
         [
-            ("a1", &json!([ps_b])),
-            ("a2", &json!([ps_a, ps_b])),
-            ("a3", &json!([ps_b]))
+            ("p1-a1", &json!([ps_b])),
+            ("p1-a2", &json!([ps_a, ps_b])),
+            ("p1-a3", &json!([ps_b]))
         ]
     );
 }

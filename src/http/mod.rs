@@ -191,6 +191,8 @@ pub async fn serve_app(
     let sessions = app.sessions.watch();
     // Cached answers are used only while this watch reads the feed of data changes.
     let changes = app.response_cache.watch().await;
+    // Callers held to trusted documents (`pq only`), read off the request path.
+    let held = app.persisted.watch();
     let served = serve_router(
         router,
         grace,
@@ -200,7 +202,7 @@ pub async fn serve_app(
         shutdown,
     )
     .await;
-    for watch in [sessions, changes].into_iter().flatten() {
+    for watch in [sessions, changes, held].into_iter().flatten() {
         watch.abort();
     }
     if tokio::time::timeout(grace.max(Duration::from_secs(1)), scheduler.stop())

@@ -63,6 +63,7 @@ impl PersistedQueries {
     /// at most [`ONLY_REFRESH`] ago.
     pub async fn only_callers(&self) -> Result<Arc<BTreeSet<String>>> {
         if let Some((at, set)) = self.only.read().await.as_ref() {
+            // Under `serve`, [`watch`](Self::watch) keeps this fresh off the request path.
             if at.elapsed() < ONLY_REFRESH {
                 return Ok(set.clone());
             }
@@ -76,6 +77,35 @@ impl PersistedQueries {
         );
         *self.only.write().await = Some((Instant::now(), set.clone()));
         Ok(set)
+    }
+
+    /// Reads the callers held to trusted documents twice every [`ONLY_REFRESH`], on a connection
+    /// of its own rather than the pool's, so requests never wait for that read (nor count its
+    /// statement), until aborted. `None` for an in-memory database (read on demand).
+    pub fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.store.in_memory() {
+            return None;
+        }
+        let only = Arc::downgrade(&self.only);
+        let mut conn = crate::storage::OwnConnection::new(
+            self.store.clone(),
+            crate::storage::Store::side_connection,
+        );
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ONLY_REFRESH / 2);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(only) = only.upgrade() else { return };
+                let started = Instant::now();
+                match conn.run(db::only_callers).await {
+                    Ok(list) => {
+                        *only.write().await = Some((started, Arc::new(list.into_iter().collect())))
+                    }
+                    Err(e) => tracing::debug!(error = %e.message(), "could not read pq only"),
+                }
+            }
+        }))
     }
 
     /// Removes a document from the database and this process's memory (other processes
