@@ -60,7 +60,7 @@ impl Pace {
 }
 
 /// Whether reading a body failed because it passed the body limit (`RequestBodyLimitLayer`).
-fn outgrew_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn outgrew_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if e.is::<http_body_util::LengthLimitError>() {

@@ -53,18 +53,6 @@ pub async fn caller(app: &App, parts: &Parts) -> std::result::Result<Viewer, aut
     }
 }
 
-/// Whether reading a body failed because it passed the body limit (`RequestBodyLimitLayer`).
-fn outgrew_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
 /// One operation's answer, serialized once.
 struct Executed {
     /// The body as sent: straight from async-graphql's response, so the fields come in the
@@ -109,7 +97,7 @@ async fn pipeline(
             .await
             .map_err(|e| {
                 // A body without a length that outgrows the limit, or a client that went away.
-                if outgrew_limit(&e) {
+                if super::body::outgrew_limit(&e) {
                     Error::PayloadTooLarge("the request body is larger than max_body_bytes".into())
                 } else {
                     Error::BadRequest("the request body could not be read".into())
