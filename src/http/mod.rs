@@ -192,7 +192,7 @@ pub async fn serve_app(
     // Cached answers are used only while this watch reads the feed of data changes.
     let changes = app.response_cache.watch().await;
     // Callers held to trusted documents (`pq only`), read off the request path.
-    let held = app.persisted.watch();
+    let held = app.persisted.watch().await;
     let served = serve_router(
         router,
         grace,

@@ -45,6 +45,17 @@ pub struct PersistedQueries {
     store: Store,
     cache: Cache<String, Arc<StoredQuery>>,
     only: Arc<RwLock<OnlyCallers>>,
+    /// Whether [`PersistedQueries::watch`] keeps `only` fresh.
+    watched: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Reads the callers held to trusted documents into `only`, on the watch's own connection.
+async fn read_only_callers(conn: &mut crate::storage::OwnConnection, only: &RwLock<OnlyCallers>) {
+    let started = Instant::now();
+    match conn.run(db::only_callers).await {
+        Ok(list) => *only.write().await = Some((started, Arc::new(list.into_iter().collect()))),
+        Err(e) => tracing::debug!(error = %e.message(), "could not read pq only"),
+    }
 }
 
 impl PersistedQueries {
@@ -56,15 +67,22 @@ impl PersistedQueries {
                 .time_to_live(CACHE_TTL)
                 .build(),
             only: Arc::new(RwLock::new(None)),
+            watched: Arc::default(),
         }
     }
 
     /// The callers (client ids, partner slugs) held to trusted documents in the database, as of
     /// at most [`ONLY_REFRESH`] ago.
     pub async fn only_callers(&self) -> Result<Arc<BTreeSet<String>>> {
+        // Under `serve`, [`watch`](Self::watch) keeps this fresh off the request path; a
+        // request reads the table itself only when the watch fell far behind (or is not running).
+        let max_age = if self.watched.load(std::sync::atomic::Ordering::Relaxed) {
+            ONLY_REFRESH * 5
+        } else {
+            ONLY_REFRESH
+        };
         if let Some((at, set)) = self.only.read().await.as_ref() {
-            // Under `serve`, [`watch`](Self::watch) keeps this fresh off the request path.
-            if at.elapsed() < ONLY_REFRESH {
+            if at.elapsed() < max_age {
                 return Ok(set.clone());
             }
         }
@@ -82,28 +100,27 @@ impl PersistedQueries {
     /// Reads the callers held to trusted documents twice every [`ONLY_REFRESH`], on a connection
     /// of its own rather than the pool's, so requests never wait for that read (nor count its
     /// statement), until aborted. `None` for an in-memory database (read on demand).
-    pub fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+    pub async fn watch(&self) -> Option<tokio::task::JoinHandle<()>> {
         if self.store.in_memory() {
             return None;
         }
-        let only = Arc::downgrade(&self.only);
         let mut conn = crate::storage::OwnConnection::new(
             self.store.clone(),
             crate::storage::Store::side_connection,
         );
+        // Read once before serving, so no request has to.
+        read_only_callers(&mut conn, &self.only).await;
+        self.watched
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let only = Arc::downgrade(&self.only);
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(ONLY_REFRESH / 2);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
             loop {
                 tick.tick().await;
                 let Some(only) = only.upgrade() else { return };
-                let started = Instant::now();
-                match conn.run(db::only_callers).await {
-                    Ok(list) => {
-                        *only.write().await = Some((started, Arc::new(list.into_iter().collect())))
-                    }
-                    Err(e) => tracing::debug!(error = %e.message(), "could not read pq only"),
-                }
+                read_only_callers(&mut conn, &only).await;
             }
         }))
     }
