@@ -9,7 +9,8 @@ WORK=$(mktemp -d)
 SERVER=
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null; rm -rf "$WORK"; true; }
 trap cleanup EXIT
-printf 'response_cache_entries = 0\nworker_threads = 1\n[rate_limit]\nenabled = false\n' > "$WORK/bench.toml"
+# One issuer for every build compared (older builds' default; newer ones derive it from `listen`).
+printf 'response_cache_entries = 0\nworker_threads = 1\ntoken_issuer = "http://127.0.0.1:8080"\n[rate_limit]\nenabled = false\n' > "$WORK/bench.toml"
 BODY='{"query":"query Dashboard($p: [String!]) { actions(first: 20, filter: { partners: $p }) { nodes { id title startsOn outcomes { indicator value unit } partners { role actor { name } } } pageInfo { hasNextPage endCursor } } }","variables":{"p":["synthetic-0000"]}}'
 
 # serve COMMAND...: starts the server (a binary, or a binary under a tool such as valgrind) with
