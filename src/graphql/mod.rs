@@ -10,6 +10,7 @@ pub mod common;
 pub mod context;
 pub mod federation;
 pub mod ids;
+pub mod introspection;
 pub mod leaves;
 pub mod loaders;
 pub mod mutations;
@@ -98,7 +99,7 @@ pub fn build_schema(config: &Config) -> PasserelleSchema {
 
 /// The schema built twice: with the configured limits for every document that reads data, and
 /// with a depth limit suited to introspection for documents that read nothing but the schema
-/// (see [`crate::http::limits`]): graphql-js's standard introspection query is deeper than any
+/// (see [`introspection`]): graphql-js's standard introspection query is deeper than any
 /// data query needs, and refusing it breaks GraphiQL, code generators and schema-driven tools.
 pub struct Schemas {
     data: PasserelleSchema,
@@ -110,7 +111,7 @@ impl Schemas {
         let introspection = Config {
             max_query_depth: config
                 .max_query_depth
-                .max(crate::http::limits::INTROSPECTION_MAX_DEPTH),
+                .max(introspection::INTROSPECTION_MAX_DEPTH),
             ..config.clone()
         };
         Schemas {
@@ -126,7 +127,7 @@ impl Schemas {
         let variables = std::mem::take(&mut request.variables);
         let (only_schema, invalid) = match request.parsed_query() {
             Ok(doc) => (
-                crate::http::limits::introspection_only(doc),
+                introspection::introspection_only(doc),
                 federation::invalid_representation(doc, &variables),
             ),
             Err(_) => (false, None),

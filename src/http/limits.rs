@@ -6,12 +6,12 @@
 //! Introspection is limited on its own terms (as graphql-js's `MaxIntrospectionDepthRule` and
 //! graphql-armor's `ignoreIntrospection` do): the standard introspection query's `ofType` chain
 //! is deeper than any data query needs, so a document that reads nothing but the schema
-//! ([`introspection_only`]) runs on a schema instance with a higher depth limit
-//! ([`INTROSPECTION_MAX_DEPTH`]), while any document with a data field keeps the normal limits.
+//! ([`crate::graphql::introspection::introspection_only`]) runs on a schema instance with a higher depth limit
+//! ([`crate::graphql::introspection::INTROSPECTION_MAX_DEPTH`]), while any document with a data field keeps the normal limits.
 //! What makes introspection costly is nesting the lists of types (`fields { type { fields ...`),
 //! each level multiplying the answer: that nesting is bounded in every document.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
@@ -20,7 +20,6 @@ use async_graphql::parser::types::{
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::storage::queries::Detail;
-use crate::storage::EntityKind;
 
 /// What the checks learnt about the operation that will run.
 #[derive(Debug)]
@@ -29,8 +28,6 @@ pub struct Checked {
     /// The name of the operation that runs, from the document.
     pub name: Option<String>,
     pub introspection: bool,
-    /// The kinds of record its answer may hold, for response cache invalidation.
-    pub kinds: BTreeSet<EntityKind>,
     /// Whether its answer may be cached: only documents whose every root field is a read of
     /// records whose kinds are known (never `auditLog`, which changes with every request).
     pub cacheable: bool,
@@ -94,7 +91,6 @@ pub fn check(config: &Config, text: &str, operation_name: Option<&str>) -> Resul
         ty,
         name,
         introspection: walk.introspection,
-        kinds: walk.kinds,
         cacheable: !walk.uncacheable,
         detail: walk.detail,
         document: doc,
@@ -133,7 +129,6 @@ fn select_operation<'a>(
 struct Walk {
     aliases: usize,
     introspection: bool,
-    kinds: BTreeSet<EntityKind>,
     uncacheable: bool,
     detail: Detail,
 }
@@ -174,8 +169,6 @@ impl Walk {
                     if depth == 0 && !CACHEABLE_ROOTS.contains(&name) {
                         self.uncacheable = true;
                     }
-                    let root_node = depth == 0 && matches!(name, "node" | "nodes" | "_entities");
-                    self.kinds.extend(kinds_of(name, root_node));
                     self.set(&field.selection_set.node, depth + 1);
                 }
                 Selection::InlineFragment(f) => self.set(&f.node.selection_set.node, depth),
@@ -185,64 +178,12 @@ impl Walk {
     }
 }
 
-/// The kinds of record a field named `name` returns (connection fields included).
-fn kinds_of(name: &str, root_node: bool) -> &'static [EntityKind] {
-    use EntityKind::*;
-    match name {
-        _ if root_node => &EntityKind::ALL,
-        "partners" => &[Partner, Partnership],
-        "partner" | "owner" | "viewer" => &[Partner],
-        "actors" | "actor" => &[Actor],
-        "actions" | "action" | "subActions" => &[Action],
-        "parent" => &[Actor, Action],
-        "outcomes" | "outcome" => &[Outcome],
-        "researchAggregate" => &[Outcome, Action, Partner],
-        "partnerships" | "partnership" => &[Partnership],
-        _ => &[],
-    }
-}
-
-/// The depth limit of documents that read nothing but the schema: graphql-js's standard
-/// introspection query is 13 deep (its `ofType` chain), some tools ask a few levels more.
-pub const INTROSPECTION_MAX_DEPTH: usize = 20;
-
 /// How many of `fields`, `interfaces`, `possibleTypes` and `inputFields` may nest inside one
 /// another under `__schema` or `__type` (graphql-js refuses a third level too).
 const MAX_TYPE_LIST_NESTING: usize = 2;
 
 /// The introspection fields that list types, whose nesting multiplies an answer.
 const TYPE_LISTS: [&str; 4] = ["fields", "interfaces", "possibleTypes", "inputFields"];
-
-/// Root fields that read only the schema.
-const INTROSPECTION_ROOTS: [&str; 3] = ["__schema", "__type", "__typename"];
-
-/// Whether every operation of `doc` reads nothing but the schema: every root field, through
-/// fragments, is `__schema`, `__type` or `__typename` (whose selections can reach no data). A
-/// document with any other root field, or fragments that cannot be followed, is not.
-pub fn introspection_only(doc: &ExecutableDocument) -> bool {
-    fn roots(doc: &ExecutableDocument, set: &SelectionSet, seen: &mut Vec<String>) -> bool {
-        set.items.iter().all(|item| match &item.node {
-            Selection::Field(f) => INTROSPECTION_ROOTS.contains(&f.node.name.node.as_str()),
-            Selection::InlineFragment(f) => roots(doc, &f.node.selection_set.node, seen),
-            Selection::FragmentSpread(s) => {
-                let name = s.node.fragment_name.node.as_str();
-                if seen.iter().any(|n| n == name) {
-                    return false;
-                }
-                seen.push(name.to_owned());
-                let ok = doc
-                    .fragments
-                    .get(&s.node.fragment_name.node)
-                    .is_some_and(|f| roots(doc, &f.node.selection_set.node, seen));
-                seen.pop();
-                ok
-            }
-        })
-    }
-    doc.operations
-        .iter()
-        .all(|(_, op)| roots(doc, &op.node.selection_set.node, &mut Vec::new()))
-}
 
 /// The deepest nesting of [`TYPE_LISTS`] under introspection fields, fragments followed once
 /// each (memoized, so a document cannot make this walk exponential).
@@ -402,7 +343,6 @@ mod tests {
         let q = "query { x: actors { n: totalCount } ...F } fragment F on Query { y: partners { slug } __schema { types { name } } }";
         let checked = check(&c, q, None).unwrap();
         assert!(checked.introspection);
-        assert!(checked.kinds.contains(&EntityKind::Actor));
         let many: String = (0..40)
             .map(|i| format!("a{i}: partners {{ slug }} "))
             .collect();
@@ -426,7 +366,9 @@ mod tests {
     }
 
     fn only(text: &str) -> bool {
-        introspection_only(&async_graphql::parser::parse_query(text).unwrap())
+        crate::graphql::introspection::introspection_only(
+            &async_graphql::parser::parse_query(text).unwrap(),
+        )
     }
 
     #[test]
