@@ -715,7 +715,15 @@ async fn log_of_an_internal_error(settings: &[(&str, &str)]) -> (String, i64) {
     let body = res.text().await.unwrap();
     assert!(body.contains("INTERNAL_SERVER_ERROR"), "{body}");
     let grown_kb = rss() - before;
-    let log = server.stderr.lock().unwrap().clone();
+    // The server's stderr is read by a thread of the test: the line may come a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = server.stderr.lock().unwrap().clone();
+        if log.contains("internal error") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(log.contains("internal error"), "{log}");
     (log, grown_kb)
 }
